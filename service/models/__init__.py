@@ -1,0 +1,38 @@
+"""The data model, one module per aggregate."""
+
+from service.models._types import utcnow
+from service.models.delivery import Delivery, DeliveryStatus
+from service.models.edition import Edition, EditionStatus, NewsItem
+from service.models.editor import Editor, EditorRole
+from service.models.event import Event, EventKind
+from service.models.newsletter import Newsletter
+from service.models.subscriber import (
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
+    Tag,
+)
+
+__all__ = [
+    "Delivery",
+    "DeliveryStatus",
+    "Edition",
+    "EditionStatus",
+    "Editor",
+    "EditorRole",
+    "Event",
+    "EventKind",
+    "NewsItem",
+    "Newsletter",
+    "Subscriber",
+    "SubscriberStatus",
+    "Subscription",
+    "SubscriptionStatus",
+    "Suppression",
+    "SuppressionReason",
+    "Tag",
+    "utcnow",
+]
