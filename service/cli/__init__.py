@@ -1,0 +1,37 @@
+"""The `hebdo` command line: a thin door onto the domain operations."""
+
+from __future__ import annotations
+
+import click
+
+from service.cli.context import CliContext
+from service.cli.editions import editions_group, send_command
+from service.cli.newsletters import newsletters_group
+from service.cli.processes import demo_command, init_command, sink_command, web_command, worker_command
+from service.cli.subscribers import subscribers_group
+
+
+@click.group()
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Hebdo: compose a weekly edition, send it, see what happens next."""
+    ctx.obj = CliContext()
+
+
+for command in (
+    init_command,
+    newsletters_group,
+    subscribers_group,
+    editions_group,
+    send_command,
+    worker_command,
+    web_command,
+    sink_command,
+    demo_command,
+):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Entry point of the `hebdo` console script."""
+    cli()

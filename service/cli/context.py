@@ -1,0 +1,32 @@
+"""What every CLI command shares: settings and a session factory, made on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Settings
+from service.db import make_engine, session_factory
+
+
+class CliContext:
+    """Lazily built resources, so `hebdo --help` touches nothing."""
+
+    @cached_property
+    def settings(self) -> Settings:
+        """Settings from the environment."""
+        return Settings.from_env()
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        """The session factory for the configured database."""
+        return session_factory(make_engine(self.settings.database_url))
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session committed on success (the CLI owns the transaction)."""
+        with self.sessions() as session, session.begin():
+            yield session

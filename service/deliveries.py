@@ -1,0 +1,313 @@
+"""Delivery state: the outbox rows of an edition and their life cycle.
+
+start() snapshots the recipients in one set-based INSERT … SELECT; claim() hands
+rows to one worker under a lease (SKIP LOCKED on PostgreSQL; SQLite serialises
+writers, and our engine opens every transaction with BEGIN IMMEDIATE); the
+mark_* functions record outcomes one row at a time, each guarded by the claim
+so a worker whose lease was taken over cannot overwrite the new owner's result.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from service.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    EditionStatus,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    utcnow,
+)
+
+
+class SendError(RuntimeError):
+    """The edition cannot be sent in its current state."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery row handed to a worker."""
+
+    id: int
+    email: str
+    name: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts of an edition's deliveries by state."""
+
+    queued: int
+    sending: int
+    sent: int
+    failed: int
+    cancelled: int
+
+    @property
+    def total(self) -> int:
+        """Every delivery row of the edition."""
+        return self.queued + self.sending + self.sent + self.failed + self.cancelled
+
+    @property
+    def remaining(self) -> int:
+        """Rows that still have to go out."""
+        return self.queued + self.sending
+
+    @property
+    def done(self) -> bool:
+        """True when nothing is left to send."""
+        return self.remaining == 0
+
+
+def recipients_query(edition: Edition, now: datetime):  # type: ignore[no-untyped-def]
+    """Confirmed, unpaused, unsuppressed subscribers of the edition's newsletter."""
+    not_suppressed = ~exists().where(
+        Suppression.email == Subscriber.email,
+        or_(
+            Suppression.newsletter_id.is_(None), Suppression.newsletter_id == edition.newsletter_id
+        ),
+    )
+    return (
+        select(Subscriber.id, Subscriber.email, Subscriber.name)
+        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+        .where(
+            Subscription.newsletter_id == edition.newsletter_id,
+            Subscription.status == SubscriptionStatus.CONFIRMED,
+            or_(Subscription.paused_until.is_(None), Subscription.paused_until <= now),
+            Subscriber.status == SubscriberStatus.ACTIVE,
+            not_suppressed,
+        )
+    )
+
+
+def start(session: Session, edition: Edition, now: datetime | None = None) -> int:
+    """Move an edition to sending and snapshot its recipients; return rows added.
+
+    Safe to call again: existing rows are kept and no pair is inserted twice.
+    """
+    now = now or utcnow()
+    if edition.status in (EditionStatus.SENT, EditionStatus.CANCELLED):
+        raise SendError(f"edition {edition.number} is already {edition.status.value}")
+    if edition.rendered_html is None:
+        raise SendError("edition must be rendered (frozen) before it is sent")
+    recipients = recipients_query(edition, now).subquery()
+    already = exists().where(
+        Delivery.edition_id == edition.id, Delivery.subscriber_id == recipients.c.id
+    )
+    insert_rows = (
+        select(
+            literal(edition.id),
+            recipients.c.id,
+            recipients.c.email,
+            recipients.c.name,
+            literal(DeliveryStatus.QUEUED.value),
+            literal(0),
+            literal(now, type_=Delivery.__table__.c.created_at.type),
+        )
+        .where(~already)
+        .order_by(recipients.c.id)
+    )
+    table = Delivery.__table__
+    result = session.execute(
+        table.insert().from_select(
+            ["edition_id", "subscriber_id", "email", "name", "status", "attempts", "created_at"],
+            insert_rows,
+        )
+    )
+    if edition.status != EditionStatus.SENDING:
+        edition.status = EditionStatus.SENDING
+        edition.send_started_at = edition.send_started_at or now
+        edition.status_detail = ""
+    session.flush()
+    return int(result.rowcount or 0)
+
+
+def claim(
+    session: Session,
+    edition_id: int,
+    worker: str,
+    *,
+    limit: int,
+    lease_seconds: int,
+    now: datetime | None = None,
+) -> list[Claimed]:
+    """Claim up to `limit` due rows for this worker, taking over expired leases."""
+    now = now or utcnow()
+    due = select(Delivery.id).where(
+        Delivery.edition_id == edition_id,
+        or_(
+            and_(
+                Delivery.status == DeliveryStatus.QUEUED,
+                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+            ),
+            and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_expires_at < now),
+        ),
+    )
+    due = due.order_by(Delivery.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    rows = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(due.scalar_subquery()))
+        .values(
+            status=DeliveryStatus.SENDING,
+            claimed_by=worker,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempts=Delivery.attempts + 1,
+        )
+        .returning(Delivery.id, Delivery.email, Delivery.name, Delivery.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+
+
+def still_ours(session: Session, delivery_ids: list[int], worker: str) -> set[int]:
+    """The rows of this list that this worker still holds (not cancelled meanwhile)."""
+    if not delivery_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Delivery.id).where(
+                Delivery.id.in_(delivery_ids),
+                Delivery.status == DeliveryStatus.SENDING,
+                Delivery.claimed_by == worker,
+            )
+        )
+    )
+
+
+def _owned(delivery_id: int, worker: str):  # type: ignore[no-untyped-def]
+    return and_(
+        Delivery.id == delivery_id,
+        Delivery.status == DeliveryStatus.SENDING,
+        Delivery.claimed_by == worker,
+    )
+
+
+def mark_sent(
+    session: Session, delivery_id: int, worker: str, message_id: str, now: datetime | None = None
+) -> bool:
+    """Record that the relay accepted the message."""
+    result = session.execute(
+        update(Delivery)
+        .where(_owned(delivery_id, worker))
+        .values(
+            status=DeliveryStatus.SENT,
+            sent_at=now or utcnow(),
+            message_id=message_id,
+            lease_expires_at=None,
+            last_error=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
+
+
+def mark_failed(session: Session, delivery_id: int, worker: str, error: str) -> bool:
+    """Record a permanent failure: this row will not be tried again."""
+    result = session.execute(
+        update(Delivery)
+        .where(_owned(delivery_id, worker))
+        .values(status=DeliveryStatus.FAILED, last_error=error[:2000], lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
+
+
+def backoff_seconds(attempts: int, base: float = 30.0, cap: float = 3600.0) -> float:
+    """Exponential backoff with full jitter for the given attempt count."""
+    return random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1)))  # noqa: S311 - jitter, not crypto
+
+
+def mark_retry(
+    session: Session,
+    delivery_id: int,
+    worker: str,
+    error: str,
+    *,
+    attempts: int,
+    max_attempts: int,
+    now: datetime | None = None,
+    delay_seconds: float | None = None,
+) -> bool:
+    """Put a temporarily failed row back in the queue, or fail it when out of attempts."""
+    if attempts >= max_attempts:
+        return mark_failed(
+            session, delivery_id, worker, f"gave up after {attempts} attempts: {error}"
+        )
+    delay = backoff_seconds(attempts) if delay_seconds is None else delay_seconds
+    result = session.execute(
+        update(Delivery)
+        .where(_owned(delivery_id, worker))
+        .values(
+            status=DeliveryStatus.QUEUED,
+            last_error=error[:2000],
+            next_attempt_at=(now or utcnow()) + timedelta(seconds=delay),
+            lease_expires_at=None,
+            claimed_by=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
+
+
+def release(session: Session, delivery_ids: list[int], worker: str) -> None:
+    """Give claimed rows back untouched (the relay is down: they were not tried)."""
+    if not delivery_ids:
+        return
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id.in_(delivery_ids),
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.claimed_by == worker,
+        )
+        .values(
+            status=DeliveryStatus.QUEUED,
+            claimed_by=None,
+            lease_expires_at=None,
+            attempts=Delivery.attempts - 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def progress(session: Session, edition_id: int) -> Progress:
+    """Count the edition's deliveries by state."""
+    counts = dict(
+        session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.edition_id == edition_id)
+            .group_by(Delivery.status)
+        ).all()
+    )
+    return Progress(
+        queued=counts.get(DeliveryStatus.QUEUED, 0),
+        sending=counts.get(DeliveryStatus.SENDING, 0),
+        sent=counts.get(DeliveryStatus.SENT, 0),
+        failed=counts.get(DeliveryStatus.FAILED, 0),
+        cancelled=counts.get(DeliveryStatus.CANCELLED, 0),
+    )
+
+
+def finish_if_done(session: Session, edition: Edition, now: datetime | None = None) -> bool:
+    """Mark a sending edition as sent once none of its rows remains to send."""
+    if edition.status != EditionStatus.SENDING:
+        return False
+    if not progress(session, edition.id).done:
+        return False
+    edition.status = EditionStatus.SENT
+    edition.sent_at = now or utcnow()
+    session.flush()
+    return True

@@ -1,0 +1,207 @@
+"""The send loop: claim rows, personalise, hand to SMTP, record each outcome.
+
+Unlike the other operations this one owns its transactions, because its promise
+depends on them: a row is committed as sent right after the relay accepted the
+message, so a crash can only repeat the message that was in flight, and the
+repeat carries the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service import deliveries
+from service.config import Settings
+from service.mail.mime import DkimKey, PreparedEdition, personalise, prepare
+from service.mail.transport import (
+    PermanentFailure,
+    RelayUnavailable,
+    SmtpTransport,
+    TemporaryFailure,
+)
+from service.models import Edition, EditionStatus, utcnow
+from service.subscriptions import record_hard_bounce
+
+log = logging.getLogger(__name__)
+
+RECHECK_EVERY = 20  # re-read row states this often, so an unsubscribe lands mid-batch
+
+
+class Transport(Protocol):
+    """What the send loop needs from an SMTP transport."""
+
+    def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RateLimiter(Protocol):
+    """Blocks until one more message may go out under the shared limits."""
+
+    def acquire(self) -> None: ...
+
+
+@dataclass
+class BatchReport:
+    """What one run of the loop did."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    relay_down: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+def worker_name() -> str:
+    """A name that tells which process holds a claim."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def prepare_edition(edition: Edition, settings: Settings) -> PreparedEdition:
+    """Per-edition MIME work, from the frozen rendering."""
+    if edition.rendered_html is None or edition.rendered_text is None:
+        raise deliveries.SendError(f"edition {edition.id} has not been rendered")
+    newsletter = edition.newsletter
+    dkim = None
+    if settings.dkim_selector and settings.dkim_domain and settings.dkim_private_key_path:
+        dkim = DkimKey.load(
+            settings.dkim_selector, settings.dkim_domain, settings.dkim_private_key_path
+        )
+    return prepare(
+        edition_id=edition.id,
+        newsletter_slug=newsletter.slug,
+        newsletter_name=newsletter.name,
+        language=newsletter.language,
+        sender_name=newsletter.sender_name,
+        sender_email=newsletter.sender_email,
+        reply_to=newsletter.reply_to,
+        subject=edition.rendered_subject or edition.subject,
+        html_body=edition.rendered_html,
+        text_body=edition.rendered_text,
+        secret=settings.secret_key,
+        base_url=settings.base_url,
+        bounce_domain=settings.bounce_domain,
+        dkim=dkim,
+    )
+
+
+def send_pending(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    edition_id: int,
+    *,
+    transport: Transport | None = None,
+    limiter: RateLimiter | None = None,
+    worker: str | None = None,
+    max_batches: int | None = None,
+) -> BatchReport:
+    """Send the edition's due rows, batch after batch, until none is left to claim."""
+    worker = worker or worker_name()
+    report = BatchReport()
+    with factory() as session:
+        edition = session.get(Edition, edition_id)
+        if edition is None or edition.status != EditionStatus.SENDING:
+            return report
+        prepared = prepare_edition(edition, settings)
+    own_transport = transport is None
+    smtp: Transport = transport or SmtpTransport(settings.smtp_relays)
+    batches = 0
+    try:
+        while max_batches is None or batches < max_batches:
+            batches += 1
+            with factory() as session, session.begin():
+                edition = session.get(Edition, edition_id)
+                if edition is None or edition.status != EditionStatus.SENDING:
+                    break  # paused or cancelled: leave the rest where it is
+                claimed = deliveries.claim(
+                    session,
+                    edition_id,
+                    worker,
+                    limit=settings.batch_size,
+                    lease_seconds=settings.lease_seconds,
+                )
+            if not claimed:
+                break
+            _send_batch(factory, settings, prepared, claimed, smtp, limiter, worker, report)
+            if report.relay_down:
+                break
+    finally:
+        if own_transport:
+            smtp.close()
+    with factory() as session, session.begin():
+        edition = session.get(Edition, edition_id)
+        if edition is not None:
+            if report.relay_down and edition.status == EditionStatus.SENDING:
+                edition.status = EditionStatus.PAUSED
+                edition.status_detail = f"paused: SMTP relay unavailable ({report.errors[-1]})"
+            else:
+                deliveries.finish_if_done(session, edition)
+    return report
+
+
+def _send_batch(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    prepared: PreparedEdition,
+    claimed: list[deliveries.Claimed],
+    smtp: Transport,
+    limiter: RateLimiter | None,
+    worker: str,
+    report: BatchReport,
+) -> None:
+    for start in range(0, len(claimed), RECHECK_EVERY):
+        chunk = claimed[start : start + RECHECK_EVERY]
+        with factory() as session:
+            live = deliveries.still_ours(session, [c.id for c in chunk], worker)
+        for index, row in enumerate(chunk):
+            if row.id not in live:
+                report.skipped += 1
+                continue
+            if limiter is not None:
+                limiter.acquire()
+            envelope = personalise(prepared, row.id, row.email, row.name, _now())
+            try:
+                smtp.send(envelope.mail_from, envelope.rcpt_to, envelope.data)
+            except RelayUnavailable as exc:
+                report.relay_down = True
+                report.errors.append(str(exc))
+                rest = [c.id for c in chunk[index:]] + [
+                    c.id for c in claimed[start + RECHECK_EVERY :]
+                ]
+                with factory() as session, session.begin():
+                    deliveries.release(session, rest, worker)
+                return
+            except PermanentFailure as exc:
+                report.failed += 1
+                with factory() as session, session.begin():
+                    deliveries.mark_failed(session, row.id, worker, str(exc))
+                    if exc.code in (550, 551, 553) or (exc.code is not None and exc.code >= 550):
+                        record_hard_bounce(session, row.email, str(exc), delivery_id=row.id)
+                continue
+            except TemporaryFailure as exc:
+                report.retried += 1
+                with factory() as session, session.begin():
+                    deliveries.mark_retry(
+                        session,
+                        row.id,
+                        worker,
+                        str(exc),
+                        attempts=row.attempts,
+                        max_attempts=settings.max_attempts,
+                    )
+                continue
+            with factory() as session, session.begin():
+                deliveries.mark_sent(session, row.id, worker, envelope.message_id)
+            report.sent += 1
+
+
+def _now() -> datetime:
+    return utcnow()

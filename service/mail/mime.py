@@ -1,0 +1,202 @@
+"""Build each recipient's message from an edition prepared once.
+
+`prepare` does the per-edition work: header encoding, the MIME skeleton, the
+frozen HTML and text. `personalise` does the per-recipient work: a token, a few
+string substitutions, quoted-printable encoding (C code in binascii) and the
+headers that name the recipient. It stays well under a millisecond of CPU for a
+seed-sized edition, DKIM aside.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+import html
+from dataclasses import dataclass
+from datetime import datetime
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+
+from service import tokens
+from service.mail.render import GREETING, TOKEN
+from service.mail.wording import wording
+
+DELIVERY_PURPOSE = "delivery"  # the token in every per-delivery public link
+BOUNCE_PURPOSE = "bounce"  # the token in the VERP envelope sender
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """What DKIM signing needs, loaded once."""
+
+    selector: bytes
+    domain: bytes
+    private_key: bytes
+
+    @classmethod
+    def load(cls, selector: str, domain: str, key_path: Path) -> DkimKey:
+        """Read the PEM private key from disk."""
+        return cls(selector.encode(), domain.encode(), key_path.read_bytes())
+
+
+DKIM_HEADERS = [
+    b"from", b"to", b"subject", b"date", b"message-id", b"list-id",
+    b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version", b"content-type",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PreparedEdition:
+    """Everything shared by all recipients of one edition, computed once."""
+
+    edition_id: int
+    secret: str
+    base_url: str
+    sender_domain: str
+    bounce_domain: str
+    shared_headers: bytes  # From, Subject, List-Id, … already folded and encoded
+    html: str
+    text: str
+    greeting_named: str  # e.g. "Bonjour {name},"
+    greeting_anonymous: str
+    boundary: str
+    dkim: DkimKey | None = None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One message ready for SMTP: envelope sender, recipient and bytes."""
+
+    mail_from: str
+    rcpt_to: str
+    data: bytes
+    message_id: str
+
+
+def _fold(name: str, value: str) -> bytes:
+    return SMTP.fold_binary(name, value)
+
+
+def prepare(
+    *,
+    edition_id: int,
+    newsletter_slug: str,
+    newsletter_name: str,
+    language: str,
+    sender_name: str,
+    sender_email: str,
+    reply_to: str | None,
+    subject: str,
+    html_body: str,
+    text_body: str,
+    secret: str,
+    base_url: str,
+    bounce_domain: str | None = None,
+    dkim: DkimKey | None = None,
+) -> PreparedEdition:
+    """Do the per-edition work of building messages, once."""
+    sender_domain = sender_email.rpartition("@")[2]
+    list_host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    headers = [
+        _fold("From", formataddr((sender_name, sender_email), charset="utf-8")),
+        _fold("Subject", subject),
+        _fold("List-Id", f"{newsletter_name} <{newsletter_slug}.{list_host}>"),
+        _fold("List-Archive", f"<{base_url}/archive/{newsletter_slug}>"),
+        _fold("Precedence", "bulk"),
+        _fold("Feedback-ID", f"{edition_id}:{newsletter_slug}:hebdo"),
+        _fold("MIME-Version", "1.0"),
+    ]
+    if reply_to:
+        headers.append(_fold("Reply-To", reply_to))
+    t = wording(language)
+    boundary = "=_hebdo_" + hashlib.sha256(f"{edition_id}:{secret}".encode()).hexdigest()[:24]
+    return PreparedEdition(
+        edition_id=edition_id,
+        secret=secret,
+        base_url=base_url,
+        sender_domain=sender_domain,
+        bounce_domain=bounce_domain or sender_domain,
+        shared_headers=b"".join(headers),
+        html=_crlf(html_body),
+        text=_crlf(text_body),
+        greeting_named=t["greeting"],
+        greeting_anonymous=t["greeting_anonymous"],
+        boundary=boundary,
+        dkim=dkim,
+    )
+
+
+def _crlf(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\n", "\r\n")
+
+
+def message_id(prepared: PreparedEdition, delivery_id: int) -> str:
+    """The deterministic Message-ID of a delivery: a resend carries the same one."""
+    key = f"{prepared.secret}:message-id".encode()
+    digest = hmac.new(key, f"{prepared.edition_id}.{delivery_id}".encode(), "sha256")
+    return (
+        f"<{prepared.edition_id}.{delivery_id}.{digest.hexdigest()[:10]}@{prepared.sender_domain}>"
+    )
+
+
+def verp_sender(prepared: PreparedEdition, delivery_id: int) -> str:
+    """The envelope sender that identifies the delivery when a bounce comes back."""
+    token = tokens.sign(prepared.secret, BOUNCE_PURPOSE, delivery_id)
+    return f"bounces+{token}@{prepared.bounce_domain}"
+
+
+def _qp(text: str) -> bytes:
+    return binascii.b2a_qp(text.encode("utf-8"), istext=True)
+
+
+def personalise(
+    prepared: PreparedEdition, delivery_id: int, email: str, name: str, now: datetime
+) -> Envelope:
+    """Build one recipient's message from the prepared edition."""
+    token = tokens.sign(prepared.secret, DELIVERY_PURPOSE, delivery_id)
+    greeting = prepared.greeting_named.format(name=name) if name else prepared.greeting_anonymous
+    html_part = prepared.html.replace(TOKEN, token).replace(GREETING, html.escape(greeting))
+    text_part = prepared.text.replace(TOKEN, token).replace(GREETING, greeting)
+    mid = message_id(prepared, delivery_id)
+    unsubscribe = f"{prepared.base_url}/u/{token}"
+    mailto = f"mailto:unsubscribe+{token}@{prepared.bounce_domain}"
+    boundary = prepared.boundary.encode()
+    headers = (
+        _fold("To", formataddr((name, email), charset="utf-8") if name else email)
+        + _fold("Date", format_datetime(now))
+        + _fold("Message-ID", mid)
+        + prepared.shared_headers
+        + _fold("List-Unsubscribe", f"<{unsubscribe}>, <{mailto}>")
+        + _fold("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+        + b'Content-Type: multipart/alternative; boundary="'
+        + boundary
+        + b'"\r\n'
+    )
+    body = b"".join(
+        (
+            b"\r\n--", boundary, b"\r\n",
+            b"Content-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+            _qp(text_part),
+            b"\r\n--", boundary, b"\r\n",
+            b"Content-Type: text/html; charset=utf-8\r\n",
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+            _qp(html_part),
+            b"\r\n--", boundary, b"--\r\n",
+        )
+    )  # fmt: skip
+    data = headers + body
+    if prepared.dkim is not None:
+        data = _dkim_sign(prepared.dkim, data) + data
+    return Envelope(verp_sender(prepared, delivery_id), email, data, mid)
+
+
+def _dkim_sign(key: DkimKey, data: bytes) -> bytes:
+    import dkim  # imported lazily: only deployments that sign pay for it
+
+    signature: bytes = dkim.sign(
+        data, key.selector, key.domain, key.private_key, include_headers=DKIM_HEADERS
+    )
+    return signature

@@ -1,0 +1,34 @@
+"""The Celery app, configured from Settings when first used (not at import)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from service.config import Settings
+
+app = Celery("hebdo", include=["worker.tasks.deliveries"])
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings derived from Hebdo's."""
+    return {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "task_ignore_result": True,  # state lives in the database, not in a result backend
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "task_default_queue": "hebdo",
+        "timezone": "UTC",
+        "beat_schedule": {
+            "dispatch-due": {"task": "hebdo.dispatch_due", "schedule": 15.0},
+        },
+    }
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_: Any) -> None:
+    sender.conf.update(celery_config(Settings.from_env()))

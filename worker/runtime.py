@@ -1,0 +1,22 @@
+"""Per-process resources of a worker: settings, engine and session factory."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Settings
+from service.db import make_engine, session_factory
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """Settings of this worker process, read from the environment once."""
+    return Settings.from_env()
+
+
+@lru_cache(maxsize=1)
+def sessions() -> sessionmaker[Session]:
+    """The session factory of this process (created after fork, never shared)."""
+    return session_factory(make_engine(settings().database_url))
