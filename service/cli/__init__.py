@@ -7,7 +7,13 @@ import click
 from service.cli.context import CliContext
 from service.cli.editions import editions_group, send_command
 from service.cli.newsletters import newsletters_group
-from service.cli.processes import demo_command, init_command, sink_command, web_command, worker_command
+from service.cli.processes import (
+    demo_command,
+    init_command,
+    sink_command,
+    web_command,
+    worker_command,
+)
 from service.cli.subscribers import subscribers_group
 
 

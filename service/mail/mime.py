@@ -76,7 +76,10 @@ class Envelope:
 
 
 def _fold(name: str, value: str) -> bytes:
-    return SMTP.fold_binary(name, value)
+    if value.isascii() and len(name) + len(value) < 76 and "\n" not in value:
+        return f"{name}: {value}\r\n".encode("ascii")  # the common case, without the parser
+    # Going through the header factory applies RFC 2047 to non-ASCII words.
+    return SMTP.header_factory(name, value).fold(policy=SMTP).encode("ascii")
 
 
 def prepare(
@@ -168,7 +171,7 @@ def personalise(
         + _fold("Date", format_datetime(now))
         + _fold("Message-ID", mid)
         + prepared.shared_headers
-        + _fold("List-Unsubscribe", f"<{unsubscribe}>, <{mailto}>")
+        + f"List-Unsubscribe: <{unsubscribe}>,\r\n <{mailto}>\r\n".encode("ascii")
         + _fold("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
         + b'Content-Type: multipart/alternative; boundary="'
         + boundary

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import DateTime, Enum, TypeDecorator
 from sqlalchemy.engine import Dialect
@@ -43,5 +42,3 @@ def str_enum(enum_class: type[enum.Enum], length: int = 20) -> Enum:
         length=length,
         values_callable=lambda members: [m.value for m in members],
     )
-
-

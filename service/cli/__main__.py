@@ -1,0 +1,5 @@
+"""`python -m service.cli` runs the hebdo command."""
+
+from service.cli import main
+
+main()

@@ -1,0 +1,221 @@
+"""Commands that run processes: init, worker, web, sink, and the all-in-one demo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from service import deliveries, migrate, sending
+from service.cli.context import CliContext
+from service.config import PROJECT_ROOT
+from service.models import Edition
+
+pass_context = click.make_pass_decorator(CliContext)
+
+
+@click.command("init")
+@pass_context
+def init_command(ctx: CliContext) -> None:
+    """Create or upgrade the database schema (Alembic migrations)."""
+    ctx.settings.instance_path.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(ctx.settings.database_url)
+    click.echo("database is at the latest schema")
+
+
+def celery_worker_argv(concurrency: int, beat: bool, instance: Path) -> list[str]:
+    """The command line of a Celery worker for Hebdo's tasks."""
+    argv = [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--loglevel", "INFO", "--concurrency", str(concurrency), "-Q", "hebdo",
+        "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    if beat:
+        argv += ["--beat", "--schedule", str(instance / "celerybeat-schedule")]
+    return argv
+
+
+@click.command("worker")
+@click.option("--concurrency", "-c", type=int, default=2, help="Worker processes.")
+@click.option("--beat/--no-beat", default=False, help="Also run the scheduler (one per site).")
+@pass_context
+def worker_command(ctx: CliContext, concurrency: int, beat: bool) -> None:
+    """Run a Celery worker (and optionally beat)."""
+    argv = celery_worker_argv(concurrency, beat, ctx.settings.instance_path)
+    os.execv(sys.executable, argv)  # noqa: S606 - replace this process with the worker
+
+
+@click.command("web")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", type=int, default=5000)
+@pass_context
+def web_command(ctx: CliContext, host: str, port: int) -> None:
+    """Run the web app with a small threaded server (use gunicorn in production)."""
+    from werkzeug.serving import run_simple
+
+    from service.app import create_app
+
+    run_simple(host, port, create_app(ctx.settings), threaded=True, use_reloader=False)
+
+
+@click.command("sink")
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", type=int, default=2525)
+@click.option("--maildir", type=click.Path(path_type=Path), default=None)
+@pass_context
+def sink_command(ctx: CliContext, host: str, port: int, maildir: Path | None) -> None:
+    """Run the local SMTP sink that keeps every message in a Maildir."""
+    from service import sink
+
+    target = maildir or ctx.settings.maildir_path or ctx.settings.instance_path / "maildir"
+    sys.exit(sink.main(["--host", host, "--port", str(port), "--maildir", str(target)]))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for_port(
+    port: int, process: subprocess.Popen[bytes], name: str, timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise click.ClickException(f"{name} exited with code {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise click.ClickException(f"{name} did not listen on port {port} within {timeout:.0f}s")
+
+
+@click.command("demo")
+@click.option("--port", type=int, default=5000, help="Web port; every link in the mail uses it.")
+@click.option("--once", is_flag=True, help="Exit once the sample edition has been delivered.")
+@click.option(
+    "--instance",
+    type=click.Path(path_type=Path),
+    default=PROJECT_ROOT / "instance" / "demo",
+    help="Folder for the demo's database, broker and Maildir (reset on start).",
+)
+def demo_command(port: int, once: bool, instance: Path) -> None:
+    """Run everything on the embedded default and send the sample edition."""
+    instance = instance.resolve()
+    if instance.exists():
+        shutil.rmtree(instance)
+    instance.mkdir(parents=True)
+    sink_port = _free_port()
+    env = {
+        **os.environ,
+        "HEBDO_INSTANCE": str(instance),
+        "DATABASE_URL": f"sqlite:///{instance / 'hebdo.sqlite'}",
+        "CELERY_BROKER_URL": f"sqla+sqlite:///{instance / 'broker.sqlite'}",
+        "SMTP_URL": f"smtp://127.0.0.1:{sink_port}",
+        "BASE_URL": f"http://127.0.0.1:{port}",
+        "HEBDO_MAILDIR": str(instance / "maildir"),
+    }
+    for name in ("REDIS_URL", "SECRET_KEY"):
+        env.pop(name, None)
+    os.environ.update(env)
+    ctx = CliContext()
+    settings = ctx.settings
+    migrate.upgrade(settings.database_url)
+    from service import demo
+
+    with ctx.transaction() as session:
+        data = demo.seed(session)
+    click.echo(
+        f"sample newsletter '{data.newsletter_slug}' with {data.subscribers} confirmed readers"
+    )
+
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    log_dir = instance / "logs"
+    log_dir.mkdir()
+
+    def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = (log_dir / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT
+        )
+        processes.append((name, process))
+        return process
+
+    hebdo = [sys.executable, "-m", "service.cli"]
+    try:
+        sink = start("sink", [*hebdo, "sink", "--port", str(sink_port)])
+        _wait_for_port(sink_port, sink, "SMTP sink")
+        web = start("web", [*hebdo, "web", "--port", str(port)])
+        _wait_for_port(port, web, "web server")
+        start("worker", celery_worker_argv(2, True, instance))
+
+        from worker.tasks.deliveries import enqueue_send
+
+        with ctx.transaction() as session:
+            edition = session.get(Edition, data.edition_id)
+            if edition is None:
+                raise click.ClickException("the sample edition vanished")
+            started = sending.begin(
+                session,
+                edition,
+                base_url=settings.base_url,
+                templates_path=settings.email_templates_path,
+                batch_size=settings.batch_size,
+            )
+        enqueue_send(data.edition_id, started.batches)
+        click.echo(f"sending edition {data.edition_number} to {started.recipients} readers…")
+        sent = _wait_sent(ctx, data.edition_id, processes, timeout=120)
+        maildir = instance / "maildir"
+        click.echo(f"delivered {sent} messages to the local SMTP sink ({maildir / 'new'})")
+        click.echo(
+            f"web version:  {settings.base_url}/archive/{data.newsletter_slug}/{data.edition_number}"
+        )
+        click.echo(
+            f"outbox:       {settings.base_url}/outbox/  (log in as {data.editor_email} / {data.editor_password})"
+        )
+        if once:
+            return
+        click.echo("serving; press Ctrl-C to stop")
+        while all(p.poll() is None for _, p in processes):
+            time.sleep(0.5)
+        dead = [name for name, p in processes if p.poll() is not None]
+        raise click.ClickException(f"{', '.join(dead)} stopped; logs in {log_dir}")
+    except KeyboardInterrupt:
+        click.echo("stopping")
+    finally:
+        for _, process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for _, process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _wait_sent(
+    ctx: CliContext,
+    edition_id: int,
+    processes: list[tuple[str, subprocess.Popen[bytes]]],
+    *,
+    timeout: float,
+) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, process in processes:
+            if process.poll() is not None:
+                raise click.ClickException(f"{name} exited with code {process.returncode}")
+        with ctx.sessions() as session:
+            progress = deliveries.progress(session, edition_id)
+        if progress.total and progress.done:
+            return progress.sent
+        time.sleep(0.3)
+    raise click.ClickException("the sample edition was not delivered in time; see the logs")

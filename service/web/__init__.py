@@ -1,0 +1,22 @@
+"""Web doors: one blueprint per area; views translate HTTP to domain calls."""
+
+from __future__ import annotations
+
+from flask import Flask, Response
+
+from service.web import archive, auth, dashboard, deps, outbox, public
+
+
+def register(app: Flask) -> None:
+    """Attach every blueprint and the response hardening."""
+    for module in (public, archive, auth, dashboard, outbox):
+        app.register_blueprint(module.blueprint)
+    app.after_request(_security_headers)
+    app.teardown_appcontext(deps.close_db)
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    return response
