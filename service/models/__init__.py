@@ -6,6 +6,7 @@ from service.models.edition import Edition, EditionStatus, NewsItem
 from service.models.editor import Editor, EditorRole
 from service.models.event import Event, EventKind
 from service.models.newsletter import Newsletter
+from service.models.ratelimit import RateWindow
 from service.models.subscriber import (
     Subscriber,
     SubscriberStatus,
@@ -27,6 +28,7 @@ __all__ = [
     "EventKind",
     "NewsItem",
     "Newsletter",
+    "RateWindow",
     "Subscriber",
     "SubscriberStatus",
     "Subscription",

@@ -49,6 +49,8 @@ class Edition(Base):
     scheduled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     send_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Set when a send paused by itself (relay down): beat resumes it after this time.
+    resume_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     # Frozen at send time: rendered once, personalised per recipient by substitution.
     rendered_subject: Mapped[str | None] = mapped_column(String(300))

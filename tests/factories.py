@@ -1,0 +1,51 @@
+"""Builders for test data, going through the same domain functions as the app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from service import editions, newsletters, subscriptions
+from service.models import Edition, Newsletter, Subscriber
+
+SAMPLE = Path(__file__).resolve().parents[1] / "service" / "sample"
+
+
+def newsletter(session: Session, slug: str = "lettre", language: str = "fr") -> Newsletter:
+    """A newsletter with a sender and a postal address."""
+    return newsletters.create(
+        session,
+        slug=slug,
+        name="Intelligence & Société" if language == "fr" else "AI Weekly",
+        sender_email=f"{slug}@hebdo.example",
+        language=language,
+        postal_address="12 rue des Lilas, 75011 Paris",
+    )
+
+
+def readers(
+    session: Session, letter: Newsletter, count: int, *, confirmed: bool = True, prefix: str = "r"
+) -> list[Subscriber]:
+    """`count` subscribers named Lecteur N with addresses rN@example.org."""
+    people = []
+    for n in range(count):
+        subscriber = subscriptions.find_or_create_subscriber(
+            session, f"{prefix}{n}@example.org", f"Lecteur {n}"
+        )
+        subscriptions.subscribe(session, letter, subscriber, confirmed=confirmed, source="test")
+        people.append(subscriber)
+    return people
+
+
+def sample_data(language: str = "fr") -> dict[str, Any]:
+    """The sample edition JSON."""
+    data: dict[str, Any] = json.loads((SAMPLE / f"edition_{language}.json").read_text("utf-8"))
+    return data
+
+
+def edition(session: Session, letter: Newsletter, language: str = "fr") -> Edition:
+    """A draft edition with the sample content."""
+    return editions.create(session, letter, sample_data(language))
