@@ -8,6 +8,7 @@ from service.cli.context import CliContext
 from service.cli.editions import editions_group, send_command
 from service.cli.newsletters import newsletters_group
 from service.cli.processes import (
+    beat_command,
     demo_command,
     init_command,
     sink_command,
@@ -31,6 +32,7 @@ for command in (
     editions_group,
     send_command,
     worker_command,
+    beat_command,
     web_command,
     sink_command,
     demo_command,

@@ -36,9 +36,8 @@ def load_command(ctx: CliContext, path: Path, slug: str) -> None:
             edition = editions.create(session, newsletter, data)
         except (newsletters.UnknownNewsletter, editions.EditionError) as exc:
             raise click.ClickException(f"{path}: {exc}") from exc
-        click.echo(
-            f"loaded edition {edition.number} (id {edition.id}) with {len(edition.items)} news items"
-        )
+        count = len(edition.items)
+        click.echo(f"loaded edition {edition.number} (id {edition.id}) with {count} news items")
 
 
 @editions_group.command("show")

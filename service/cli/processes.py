@@ -52,6 +52,17 @@ def worker_command(ctx: CliContext, concurrency: int, beat: bool) -> None:
     os.execv(sys.executable, argv)  # noqa: S606 - replace this process with the worker
 
 
+@click.command("beat")
+@pass_context
+def beat_command(ctx: CliContext) -> None:
+    """Run the scheduler alone (production: exactly one per site)."""
+    schedule = ctx.settings.instance_path / "celerybeat-schedule"
+    ctx.settings.instance_path.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat",
+            "--loglevel", "INFO", "--schedule", str(schedule)]  # fmt: skip
+    os.execv(sys.executable, argv)  # noqa: S606 - replace this process with beat
+
+
 @click.command("web")
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", type=int, default=5000)
@@ -175,12 +186,10 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
         sent = _wait_sent(ctx, data.edition_id, processes, timeout=120)
         maildir = instance / "maildir"
         click.echo(f"delivered {sent} messages to the local SMTP sink ({maildir / 'new'})")
-        click.echo(
-            f"web version:  {settings.base_url}/archive/{data.newsletter_slug}/{data.edition_number}"
-        )
-        click.echo(
-            f"outbox:       {settings.base_url}/outbox/  (log in as {data.editor_email} / {data.editor_password})"
-        )
+        base = settings.base_url
+        click.echo(f"web version:  {base}/archive/{data.newsletter_slug}/{data.edition_number}")
+        click.echo(f"outbox:       {base}/outbox/")
+        click.echo(f"log in as:    {data.editor_email} / {data.editor_password}")
         if once:
             return
         click.echo("serving; press Ctrl-C to stop")

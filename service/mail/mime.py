@@ -151,7 +151,10 @@ def verp_sender(prepared: PreparedEdition, delivery_id: int) -> str:
 
 
 def _qp(text: str) -> bytes:
-    return binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    # b2a_qp picks its soft line break from the input's first line ending, so
+    # normalise afterwards: every line of the message must end in CRLF.
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    return encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def personalise(
@@ -173,7 +176,7 @@ def personalise(
         + prepared.shared_headers
         + f"List-Unsubscribe: <{unsubscribe}>,\r\n <{mailto}>\r\n".encode("ascii")
         + _fold("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
-        + b'Content-Type: multipart/alternative; boundary="'
+        + b'Content-Type: multipart/alternative;\r\n boundary="'
         + boundary
         + b'"\r\n'
     )

@@ -8,6 +8,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, render_template
+from werkzeug.exceptions import NotFound
 
 from service.sink import maildir_files
 from service.web.deps import editor_required, settings
@@ -34,7 +35,7 @@ def _message(key: str) -> EmailMessage:
     for path in maildir_files(_maildir()):
         if path.name == key:
             return parse_message(path)
-    abort(404)  # noqa: RET503 - abort raises
+    raise NotFound()
 
 
 @blueprint.get("/")
@@ -79,4 +80,4 @@ def message_raw(key: str) -> Response:
     for path in maildir_files(_maildir()):
         if path.name == key:
             return Response(path.read_bytes(), mimetype="text/plain")
-    abort(404)  # noqa: RET503 - abort raises
+    raise NotFound()

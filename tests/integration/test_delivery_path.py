@@ -109,7 +109,8 @@ def test_edition_reaches_each_of_50_readers_once_through_a_real_worker(
         https, mailto = re.findall(r"<([^>]+)>", parsed["List-Unsubscribe"])
         token = urlsplit(https).path.removeprefix("/u/")
         assert tokens.verify(settings.secret_key, DELIVERY_PURPOSE, token, 1) == (delivery.id,)
-        assert https in html and https in text
+        assert https in html
+        assert https in text
         assert mailto.startswith("mailto:unsubscribe+")
 
         # The envelope sender (VERP) names the delivery.

@@ -1,0 +1,39 @@
+# Hebdo — the two commands of the README, and a few more.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 5000
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint typecheck bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## make demo: install, start web + worker + SMTP sink on SQLite, send the sample edition, keep serving
+demo: install
+	$(VENV)/bin/hebdo demo --port $(PORT)
+
+## make test: install, lint, type-check and run the whole suite (SQLite and PostgreSQL, Redis, Chromium)
+test: install lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: install
+	$(PY) -m mypy
+
+## make bench: the send and import benchmarks (figures in bench/RESULTS.md)
+bench: install
+	$(PY) -m bench.send_bench --subscribers 100000 --workers 2
+	$(PY) -m bench.import_bench
+
+clean:
+	rm -rf $(VENV) instance test-artifacts *.egg-info
