@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Result
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -62,3 +62,8 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """Open a session, commit on success, roll back on error."""
     with factory() as session, session.begin():
         yield session
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """Rows matched by an UPDATE/DELETE/INSERT … SELECT (typed access to rowcount)."""
+    return int(getattr(result, "rowcount", 0) or 0)

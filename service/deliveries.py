@@ -13,9 +13,10 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy import Table, and_, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from service.db import affected_rows
 from service.models import (
     Delivery,
     DeliveryStatus,
@@ -119,6 +120,7 @@ def start(session: Session, edition: Edition, now: datetime | None = None) -> in
         .order_by(recipients.c.id)
     )
     table = Delivery.__table__
+    assert isinstance(table, Table)
     result = session.execute(
         table.insert().from_select(
             ["edition_id", "subscriber_id", "email", "name", "status", "attempts", "created_at"],
@@ -130,7 +132,7 @@ def start(session: Session, edition: Edition, now: datetime | None = None) -> in
         edition.send_started_at = edition.send_started_at or now
         edition.status_detail = ""
     session.flush()
-    return int(result.rowcount or 0)
+    return affected_rows(result)
 
 
 def claim(
@@ -211,7 +213,7 @@ def mark_sent(
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
+    return affected_rows(result) > 0
 
 
 def mark_failed(session: Session, delivery_id: int, worker: str, error: str) -> bool:
@@ -222,7 +224,7 @@ def mark_failed(session: Session, delivery_id: int, worker: str, error: str) -> 
         .values(status=DeliveryStatus.FAILED, last_error=error[:2000], lease_expires_at=None)
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
+    return affected_rows(result) > 0
 
 
 def backoff_seconds(attempts: int, base: float = 30.0, cap: float = 3600.0) -> float:
@@ -259,7 +261,7 @@ def mark_retry(
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
+    return affected_rows(result) > 0
 
 
 def release(session: Session, delivery_ids: list[int], worker: str) -> None:

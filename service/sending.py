@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service import deliveries, editions
+from service.db import affected_rows
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, utcnow
 
 
@@ -77,7 +78,7 @@ def cancel(session: Session, edition: Edition, now: datetime | None = None) -> i
     edition.status = EditionStatus.CANCELLED
     edition.status_detail = f"cancelled at {(now or utcnow()).isoformat(timespec='seconds')}"
     session.flush()
-    return int(result.rowcount or 0)
+    return affected_rows(result)
 
 
 def editions_with_work(session: Session, now: datetime | None = None) -> list[int]:

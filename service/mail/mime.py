@@ -79,7 +79,8 @@ def _fold(name: str, value: str) -> bytes:
     if value.isascii() and len(name) + len(value) < 76 and "\n" not in value:
         return f"{name}: {value}\r\n".encode("ascii")  # the common case, without the parser
     # Going through the header factory applies RFC 2047 to non-ASCII words.
-    return SMTP.header_factory(name, value).fold(policy=SMTP).encode("ascii")
+    folded: str = SMTP.header_factory(name, value).fold(policy=SMTP)
+    return folded.encode("ascii")
 
 
 def prepare(
@@ -202,7 +203,7 @@ def personalise(
 def _dkim_sign(key: DkimKey, data: bytes) -> bytes:
     import dkim  # imported lazily: only deployments that sign pay for it
 
-    signature: bytes = dkim.sign(
+    signature = dkim.sign(
         data, key.selector, key.domain, key.private_key, include_headers=DKIM_HEADERS
     )
-    return signature
+    return bytes(signature)
