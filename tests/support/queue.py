@@ -11,4 +11,4 @@ def enqueue_send(settings: Settings, edition_id: int, copies: int = 1) -> None:
     """Put `copies` send_pending messages for the edition on the test's broker."""
     with app.connection_for_write(settings.broker_url) as connection:
         for _ in range(copies):
-            send_pending.apply_async((edition_id,), connection=connection, queue="hebdo")
+            send_pending.apply_async((edition_id,), connection=connection)

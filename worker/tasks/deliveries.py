@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from celery import shared_task
-
 from service import dispatch, scheduling, sending
 from worker import runtime
+from worker.celery_app import app
 
 
-@shared_task(name="hebdo.send_pending")
+@app.task(name="hebdo.send_pending")
 def send_pending(edition_id: int) -> dict[str, int]:
     """Send the edition's due rows until none is left to claim."""
     report = dispatch.send_pending(runtime.sessions(), runtime.settings(), edition_id)
     return {"sent": report.sent, "retried": report.retried, "failed": report.failed}
 
 
-@shared_task(name="hebdo.dispatch_due")
+@app.task(name="hebdo.dispatch_due")
 def dispatch_due() -> list[int]:
     """Start editions whose time has come and pick up rows no worker is handling."""
     settings = runtime.settings()
