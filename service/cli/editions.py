@@ -103,7 +103,7 @@ def send_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float) -
             )
         except (editions.EditionError, deliveries.SendError) as exc:
             raise click.ClickException(str(exc)) from exc
-    enqueue_send(edition_id, started.batches)
+    enqueue_send(settings.broker_url, edition_id, started.batches)
     click.echo(f"sending edition {edition_id} to {started.recipients} recipients")
     if wait:
         total = wait_for_delivery(ctx, edition_id, timeout=timeout)

@@ -181,7 +181,7 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
                 templates_path=settings.email_templates_path,
                 batch_size=settings.batch_size,
             )
-        enqueue_send(data.edition_id, started.batches)
+        enqueue_send(settings.broker_url, data.edition_id, started.batches)
         click.echo(f"sending edition {data.edition_number} to {started.recipients} readers…")
         sent = _wait_sent(ctx, data.edition_id, processes, timeout=120)
         maildir = instance / "maildir"

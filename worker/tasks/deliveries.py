@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service import dispatch, scheduling, sending
+from service import dispatch, scheduling
 from worker import runtime
 from worker.celery_app import app
 
@@ -16,24 +16,29 @@ def send_pending(edition_id: int) -> dict[str, int]:
 
 @app.task(name="hebdo.dispatch_due")
 def dispatch_due() -> list[int]:
-    """Start editions whose time has come and pick up rows no worker is handling."""
+    """Start, resume and finish editions from the database, and hand their rows to workers."""
     settings = runtime.settings()
-    factory = runtime.sessions()
-    with factory() as session, session.begin():
-        scheduling.start_due(
+    with runtime.sessions()() as session, session.begin():
+        work = scheduling.sweep(
             session,
             base_url=settings.base_url,
             templates_path=settings.email_templates_path,
             batch_size=settings.batch_size,
         )
-    with factory() as session:
-        edition_ids = sending.editions_with_work(session)
-    for edition_id in edition_ids:
+    # Enqueued after the commit, so a worker never looks for rows it cannot see yet.
+    for started in (*work.started, *work.resumed):
+        enqueue_send(settings.broker_url, started.edition_id, started.batches)
+    for edition_id in work.pending:
         send_pending.delay(edition_id)
-    return edition_ids
+    return [s.edition_id for s in (*work.started, *work.resumed)] + work.pending
 
 
-def enqueue_send(edition_id: int, batches: int, workers: int = 4) -> None:
-    """Hand an edition to the workers: one task per worker slot, each loops over batches."""
-    for _ in range(max(1, min(batches, workers))):
-        send_pending.delay(edition_id)
+def enqueue_send(broker_url: str, edition_id: int, batches: int, workers: int = 4) -> None:
+    """Hand an edition to the workers: one task per worker slot, each loops over batches.
+
+    The broker comes from the caller's settings, so a door never depends on how
+    this process's Celery app happened to be configured first.
+    """
+    with app.connection_for_write(broker_url) as connection:
+        for _ in range(max(1, min(batches, workers))):
+            send_pending.apply_async((edition_id,), connection=connection)
