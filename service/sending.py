@@ -1,18 +1,29 @@
-"""Starting, pausing, resuming and cancelling the send of an edition."""
+"""Starting, pausing, resuming and cancelling the send of an edition.
+
+Two kinds of pause: an editor's (resume_at is NULL: the edition waits for someone
+to resume it) and the send's own when no relay accepts connections (resume_at is
+set: the beat sweep resumes it then, so an outage never needs a person).
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service import deliveries, editions
 from service.db import affected_rows
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, utcnow
+
+# After a relay outage the send tries again after the outage's length so far,
+# within these bounds: 30 s, 30 s, 60 s, 120 s … up to 5 minutes.
+RELAY_RETRY_MIN_SECONDS = 30.0
+RELAY_RETRY_MAX_SECONDS = 300.0
+ESTIMATE_WINDOW_SECONDS = 60.0  # the send rate behind the ETA is measured over this window
 
 
 @dataclass(frozen=True)
@@ -22,6 +33,21 @@ class SendStarted:
     edition_id: int
     recipients: int
     batches: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How fast an edition is going out and when it should be done."""
+
+    per_second: float
+    seconds_left: float | None  # None while there is no rate to go by
+
+
+def _lock(session: Session, edition: Edition) -> None:
+    # Re-read the row under a lock so a check-then-set cannot race the beat sweep
+    # or another editor (SQLite serialises writers already: BEGIN IMMEDIATE).
+    session.flush()
+    session.refresh(edition, with_for_update=True)
 
 
 def begin(
@@ -40,30 +66,101 @@ def begin(
         editions.freeze(session, edition, base_url=base_url, templates_path=templates_path)
     deliveries.start(session, edition, now=now)
     remaining = deliveries.progress(session, edition.id).remaining
-    return SendStarted(edition.id, remaining, math.ceil(remaining / max(1, batch_size)))
+    return SendStarted(edition.id, remaining, _batches(remaining, batch_size))
+
+
+def _batches(rows: int, batch_size: int) -> int:
+    return math.ceil(rows / max(1, batch_size))
 
 
 def pause(session: Session, edition: Edition, reason: str = "paused by an editor") -> None:
-    """Stop handing out rows; rows in flight finish, the rest wait for resume()."""
-    if edition.status != EditionStatus.SENDING:
+    """Stop handing out rows; rows in flight finish, the rest wait for resume().
+
+    Pausing an edition that paused itself (relay down) keeps it paused for good.
+    """
+    _lock(session, edition)
+    if edition.status not in (EditionStatus.SENDING, EditionStatus.PAUSED):
         raise deliveries.SendError(f"only a sending edition can be paused ({edition.status.value})")
     edition.status = EditionStatus.PAUSED
     edition.status_detail = reason
+    edition.resume_at = None
     session.flush()
+
+
+def pause_for_relay(
+    session: Session,
+    edition: Edition,
+    error: str,
+    *,
+    now: datetime | None = None,
+    min_seconds: float = RELAY_RETRY_MIN_SECONDS,
+    max_seconds: float = RELAY_RETRY_MAX_SECONDS,
+) -> bool:
+    """Pause a sending edition because no relay answers; the beat resumes it later.
+
+    The wait grows with the outage, measured from the last message a relay accepted
+    (or the start of the send), so a long outage is probed ever less often.
+    Returns False when the edition was no longer sending (someone else decided).
+    """
+    _lock(session, edition)
+    if edition.status != EditionStatus.SENDING:
+        return False
+    now = now or utcnow()
+    last_sent = session.scalar(
+        select(func.max(Delivery.sent_at)).where(
+            Delivery.edition_id == edition.id, Delivery.status == DeliveryStatus.SENT
+        )
+    )
+    marks = [t for t in (last_sent, edition.send_started_at) if t is not None]
+    outage = (now - max(marks)).total_seconds() if marks else 0.0
+    wait = min(max_seconds, max(min_seconds, outage))
+    edition.status = EditionStatus.PAUSED
+    edition.resume_at = now + timedelta(seconds=wait)
+    edition.status_detail = (
+        f"paused: SMTP relay unavailable ({error}); "
+        f"trying again at {edition.resume_at.isoformat(timespec='seconds')}"
+    )
+    session.flush()
+    return True
 
 
 def resume(session: Session, edition: Edition) -> int:
     """Continue a paused send where it stopped; return the rows left."""
+    _lock(session, edition)
     if edition.status != EditionStatus.PAUSED:
         raise deliveries.SendError(f"only a paused edition can be resumed ({edition.status.value})")
     edition.status = EditionStatus.SENDING
     edition.status_detail = ""
+    edition.resume_at = None
     session.flush()
     return deliveries.progress(session, edition.id).remaining
 
 
+def resume_due(
+    session: Session, *, batch_size: int, now: datetime | None = None
+) -> list[SendStarted]:
+    """Resume the editions that paused themselves and whose resume_at has passed."""
+    now = now or utcnow()
+    due = session.scalars(
+        select(Edition)
+        .where(
+            Edition.status == EditionStatus.PAUSED,
+            Edition.resume_at.is_not(None),
+            Edition.resume_at <= now,
+        )
+        .order_by(Edition.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    resumed = []
+    for edition in due:
+        remaining = resume(session, edition)
+        resumed.append(SendStarted(edition.id, remaining, _batches(remaining, batch_size)))
+    return resumed
+
+
 def cancel(session: Session, edition: Edition, now: datetime | None = None) -> int:
     """Cancel every row not yet sent; return how many were cancelled."""
+    _lock(session, edition)
     if edition.status in (EditionStatus.SENT, EditionStatus.CANCELLED):
         raise deliveries.SendError(f"edition {edition.number} is already {edition.status.value}")
     result = session.execute(
@@ -77,6 +174,7 @@ def cancel(session: Session, edition: Edition, now: datetime | None = None) -> i
     )
     edition.status = EditionStatus.CANCELLED
     edition.status_detail = f"cancelled at {(now or utcnow()).isoformat(timespec='seconds')}"
+    edition.resume_at = None
     session.flush()
     return affected_rows(result)
 
@@ -96,3 +194,36 @@ def editions_with_work(session: Session, now: datetime | None = None) -> list[in
         .distinct()
     )  # fmt: skip
     return list(session.scalars(due))
+
+
+def finish_done(session: Session, now: datetime | None = None) -> list[int]:
+    """Mark as sent the sending editions with nothing left (e.g. a worker died last)."""
+    unfinished = select(Delivery.id).where(
+        Delivery.edition_id == Edition.id,
+        Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
+    )
+    done = session.scalars(
+        select(Edition).where(Edition.status == EditionStatus.SENDING, ~unfinished.exists())
+    ).all()
+    return [e.id for e in done if deliveries.finish_if_done(session, e, now=now)]
+
+
+def estimate(session: Session, edition: Edition, now: datetime | None = None) -> Estimate:
+    """The recent send rate and the time left at that rate."""
+    now = now or utcnow()
+    if edition.send_started_at is None:
+        return Estimate(0.0, None)
+    window_start = max(now - timedelta(seconds=ESTIMATE_WINDOW_SECONDS), edition.send_started_at)
+    recent = session.scalar(
+        select(func.count()).where(
+            Delivery.edition_id == edition.id,
+            Delivery.status == DeliveryStatus.SENT,
+            Delivery.sent_at >= window_start,
+        )
+    )
+    span = (now - window_start).total_seconds()
+    rate = (recent or 0) / span if span > 0 else 0.0
+    remaining = deliveries.progress(session, edition.id).remaining
+    if remaining == 0:
+        return Estimate(rate, 0.0)
+    return Estimate(rate, remaining / rate if rate > 0 else None)
