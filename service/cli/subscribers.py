@@ -1,10 +1,170 @@
-"""`hebdo subscribers …`"""
+"""`hebdo subscribers …`: import, export and add subscribers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from service import exports, imports
+from service.cli.context import CliContext
+from service.imports import ImportAborted, ImportProgress
+from service.mail.wording import LANGUAGES
+from service.models import SubscriptionStatus
+from service.newsletters import UnknownNewsletter, get_by_slug
+
+pass_context = click.make_pass_decorator(CliContext)
+PROGRESS_EVERY = 10_000
 
 
 @click.group("subscribers")
 def subscribers_group() -> None:
     """Import, export and manage subscribers."""
+
+
+def _check_consent(confirmed: bool, reason: str | None) -> None:
+    if confirmed and not (reason or "").strip():
+        raise click.UsageError("--confirmed needs --reason: where did these readers consent?")
+
+
+@subscribers_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--newsletter", "slug", required=True, help="Slug of the newsletter.")
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="The readers already confirmed elsewhere: subscribe them confirmed (needs --reason).",
+)
+@click.option("--reason", default=None, help="Where they consented; kept on each subscription.")
+@click.option("--batch-size", default=1000, show_default=True, help="Rows per transaction.")
+@pass_context
+def import_command(
+    ctx: CliContext,
+    file: Path,
+    slug: str,
+    confirmed: bool,
+    reason: str | None,
+    batch_size: int,
+) -> None:
+    """Import subscribers from a CSV file (FILE, or - for standard input).
+
+    The header row must name an email column; name, locale and any other column
+    are kept. Without --confirmed, new subscriptions wait for double opt-in.
+    """
+    _check_consent(confirmed, reason)
+    with ctx.sessions() as session:
+        try:
+            newsletter_id = get_by_slug(session, slug).id
+        except UnknownNewsletter as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    next_report = PROGRESS_EVERY
+
+    def show(progress: ImportProgress) -> None:
+        nonlocal next_report
+        if progress.rows_read >= next_report:
+            click.echo(_progress_line(progress), err=True)
+            next_report = (progress.rows_read // PROGRESS_EVERY + 1) * PROGRESS_EVERY
+
+    try:
+        with click.open_file(str(file), "rb") as stream:
+            report = imports.import_csv_batched(
+                ctx.sessions,
+                newsletter_id,
+                stream,
+                confirmed=confirmed,
+                confirmed_reason=reason,
+                progress=show,
+                batch_size=batch_size,
+            )
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {file}: {exc.strerror or exc}") from exc
+    except ImportAborted as exc:
+        raise click.ClickException(f"{file}: {exc}") from exc
+    click.echo(f"done: {_progress_line(report.progress())}", err=True)
+    for line in report.summary_lines():
+        click.echo(line)
+
+
+def _progress_line(progress: ImportProgress) -> str:
+    return (
+        f"{progress.rows_read} rows read, {progress.added} added, {progress.merged} merged, "
+        f"{progress.skipped} skipped, {progress.rejected_count} rejected"
+    )
+
+
+@subscribers_group.command("export")
+@click.option("--newsletter", "slug", required=True, help="Slug of the newsletter.")
+@click.option(
+    "--status",
+    type=click.Choice([status.value for status in SubscriptionStatus]),
+    default=None,
+    help="Only subscriptions in this state (default: all).",
+)
+@pass_context
+def export_command(ctx: CliContext, slug: str, status: str | None) -> None:
+    """Write the newsletter's subscribers as CSV to standard output."""
+    with ctx.sessions() as session:
+        try:
+            newsletter = get_by_slug(session, slug)
+        except UnknownNewsletter as exc:
+            raise click.ClickException(str(exc)) from exc
+        with click.open_file("-", "w") as out:
+            count = exports.export_csv(
+                session, newsletter, out, status=SubscriptionStatus(status) if status else None
+            )
+    click.echo(f"exported {count} subscribers", err=True)
+
+
+@subscribers_group.command("add")
+@click.argument("email")
+@click.option("--newsletter", "slug", required=True, help="Slug of the newsletter.")
+@click.option("--name", default="")
+@click.option(
+    "--locale",
+    type=click.Choice(LANGUAGES),
+    default=None,
+    help="Language of the notices (default: the newsletter's).",
+)
+@click.option("--confirmed", is_flag=True, help="Already confirmed elsewhere (needs --reason).")
+@click.option("--reason", default=None, help="Where they consented; kept on the subscription.")
+@pass_context
+def add_command(
+    ctx: CliContext,
+    email: str,
+    slug: str,
+    name: str,
+    locale: str | None,
+    confirmed: bool,
+    reason: str | None,
+) -> None:
+    """Subscribe one address (suppressed or unsubscribed addresses are refused)."""
+    _check_consent(confirmed, reason)
+    with ctx.transaction() as session:
+        try:
+            newsletter = get_by_slug(session, slug)
+        except UnknownNewsletter as exc:
+            raise click.ClickException(str(exc)) from exc
+        report = imports.add_address(
+            session,
+            newsletter,
+            email,
+            name=name,
+            locale=locale,
+            confirmed=confirmed,
+            confirmed_reason=reason,
+        )
+    if report.rejected:
+        raise click.ClickException(f"{email}: {report.rejected[0].reason}")
+    if report.skipped_rows:
+        raise click.ClickException(
+            f"{report.skipped_rows[0].email} is {report.skipped_rows[0].reason}: "
+            "only the reader can subscribe again, through the signup form"
+        )
+    state = "confirmed" if confirmed else "pending confirmation"
+    if report.subscribed:
+        click.echo(f"subscribed {email} to {slug} ({state})")
+    elif report.confirmed:
+        click.echo(f"confirmed the pending subscription of {email} to {slug}")
+    else:
+        click.echo(f"{email} was already subscribed to {slug}")
