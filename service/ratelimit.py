@@ -1,0 +1,510 @@
+"""Rate limits shared by every process: public forms, and the delivery limits of the relay.
+
+A limit is a key (e.g. "signup:ip:203.0.113.7"), a window length and a number
+of hits allowed per window. Each hit is one atomic upsert that returns the new
+count, so concurrent web processes and workers never both take the last slot.
+Works the same on SQLite (3.35+) and PostgreSQL; old windows are purged apart.
+
+The delivery limits (messages per second and per hour, concurrent SMTP
+connections) hold across all workers on all machines: they live in Redis in
+production and in the same RateWindow table on the embedded default; see
+limiter_for() and connection_cap_for() below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import socket
+import time
+import typing
+import uuid
+from typing import Any
+
+import redis
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Table,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Settings
+from service.models import RateWindow
+
+
+def window_start(window_seconds: int, now: float | None = None) -> int:
+    """The epoch second at which the window holding `now` began."""
+    moment = int(time.time() if now is None else now)
+    return moment - moment % window_seconds
+
+
+def hit(
+    session: Session,
+    key: str,
+    window_seconds: int,
+    limit: int,
+    *,
+    cost: int = 1,
+    now: float | None = None,
+) -> bool:
+    """Count `cost` hits on `key` in the current window; False once over `limit`.
+
+    Refused hits are counted too, so hammering a full window keeps it full; the
+    next window starts from zero. The caller commits.
+    """
+    if window_seconds <= 0 or limit < 0 or cost < 1:
+        raise ValueError("window_seconds > 0, limit >= 0 and cost >= 1 are required")
+    start = window_start(window_seconds, now)
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    table = RateWindow.__table__
+    assert isinstance(table, Table)
+    upsert = (
+        insert(table)
+        .values(key=key, window_start=start, count=cost)
+        .on_conflict_do_update(
+            index_elements=[table.c.key, table.c.window_start],
+            set_={"count": table.c.count + cost},
+        )
+        .returning(table.c.count)
+    )
+    count = session.execute(upsert).scalar_one()
+    return bool(count <= limit)
+
+
+def purge(session: Session, older_than_seconds: int, *, now: float | None = None) -> int:
+    """Delete windows that started more than `older_than_seconds` ago; return how many."""
+    cutoff = int(time.time() if now is None else now) - older_than_seconds
+    result = session.execute(
+        delete(RateWindow)
+        .where(RateWindow.window_start < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)  # DML results carry a row count
+    return int(result.rowcount or 0)
+
+
+# Delivery limits, shared by every worker process on every machine.
+#
+# Per second: each message reserves the next free slot, max(now, last slot +
+# interval), in one atomic step, then sleeps until it: sends are evenly spaced,
+# never bunched at the edge of a window. The interval is (1 + GUARD_SECONDS) / rate,
+# so any rate + 1 consecutive slots span 1 s plus the guard: the relay counts
+# arrivals, which trail the slots by a few milliseconds that vary from one message
+# to the next, and the guard absorbs that variation.
+#
+# Per hour: sixty-one one-minute buckets. A message may go when the buckets that
+# can hold sends of the last hour (this minute and the sixty before) count fewer
+# than the limit, so no rolling hour at the relay ever sees more.
+#
+# Connections: each process that opens an SMTP connection holds a lease that it
+# renews while it sends; a killed process's lease simply runs out.
+#
+# In the database the slot row keeps the microsecond time of the last reserved
+# slot in `window_start` (the one 64-bit column of RateWindow), the minute buckets
+# are ordinary windows, and each connection lease is a row whose `window_start`
+# is the epoch second at which it expires.
+
+GUARD_SECONDS = 0.05
+CONNECTION_LEASE_SECONDS = 20
+_MINUTE_US = 60_000_000
+_BUCKETS = 61  # this minute and the sixty before: every send of the last rolling hour
+
+
+def limits_key(settings: Settings) -> str:
+    """The name under which the limits of the configured relays are counted."""
+    relays = ",".join(relay.label for relay in settings.smtp_relays)
+    if len(relays) > 80:
+        relays = hashlib.sha256(relays.encode()).hexdigest()[:32]
+    return f"smtp:{relays}"
+
+
+def limiter_for(
+    settings: Settings, factory: sessionmaker[Session]
+) -> RedisRateLimiter | DatabaseRateLimiter | None:
+    """The shared rate limiter of this deployment: Redis when configured, else the database."""
+    if settings.rate_per_second <= 0 and settings.rate_per_hour <= 0:
+        return None
+    key = limits_key(settings)
+    if settings.redis_url:
+        return RedisRateLimiter(
+            settings.redis_url, key, settings.rate_per_second, settings.rate_per_hour
+        )
+    return DatabaseRateLimiter(factory, key, settings.rate_per_second, settings.rate_per_hour)
+
+
+def connection_cap_for(
+    settings: Settings, factory: sessionmaker[Session]
+) -> RedisConnectionCap | DatabaseConnectionCap | None:
+    """The shared cap on SMTP connections, or None when it is switched off (0)."""
+    if settings.max_connections <= 0:
+        return None
+    key = limits_key(settings)
+    if settings.redis_url:
+        return RedisConnectionCap(settings.redis_url, key, settings.max_connections)
+    return DatabaseConnectionCap(factory, key, settings.max_connections)
+
+
+def _interval_us(per_second: float, guard: float) -> int:
+    return round(1e6 * (1 + guard) / per_second) if per_second > 0 else 0
+
+
+def _sleep_until(deadline: float) -> None:
+    # time.sleep() may wake a little early on some platforms; never send before the slot.
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(left)
+
+
+class _Granting:
+    """The waiting loop shared by both rate limiters."""
+
+    def _reserve(self) -> tuple[bool, float]:
+        raise NotImplementedError
+
+    def acquire(self, patience: float) -> bool:
+        """Wait for the right to send one message; False if that takes over `patience` s."""
+        give_up = time.monotonic() + patience
+        while True:
+            granted, wait = self._reserve()
+            until = time.monotonic() + wait
+            if granted:
+                _sleep_until(until)
+                return True
+            if until > give_up:
+                return False
+            _sleep_until(until)
+
+
+_RATE_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local per_hour = tonumber(ARGV[2])
+if per_hour > 0 then
+  local minute = math.floor(now / 60000000)
+  local fields = {}
+  for i = 60, 0, -1 do fields[#fields + 1] = minute - i end
+  local counts = redis.call('HMGET', KEYS[2], unpack(fields))
+  local total = 0
+  for i = 1, #counts do total = total + (tonumber(counts[i]) or 0) end
+  if total >= per_hour then
+    local excess = total - per_hour + 1
+    for i = 1, #counts do
+      excess = excess - (tonumber(counts[i]) or 0)
+      if excess <= 0 then return {0, (fields[i] + 61) * 60000000 - now} end
+    end
+  end
+end
+local slot = now
+if interval > 0 then
+  local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if last + interval > slot then slot = last + interval end
+  redis.call('SET', KEYS[1], string.format('%d', slot), 'PX', 3600000)
+end
+if per_hour > 0 then
+  local minute = math.floor(slot / 60000000)
+  redis.call('HINCRBY', KEYS[2], minute, 1)
+  redis.call('HDEL', KEYS[2], minute - 61)
+  redis.call('PEXPIRE', KEYS[2], 3720000)
+end
+return {1, slot - now}
+"""
+
+
+class RedisRateLimiter(_Granting):
+    """Per-second and per-hour limits kept in Redis, one Lua script per message."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        key: str,
+        per_second: float,
+        per_hour: int,
+        *,
+        guard: float = GUARD_SECONDS,
+    ) -> None:
+        client = redis.Redis.from_url(redis_url)
+        # One hash tag for both keys, so a Redis Cluster keeps them on one node.
+        self._keys = [f"hebdo:rate:{{{key}}}:slot", f"hebdo:rate:{{{key}}}:minutes"]
+        self._args = [_interval_us(per_second, guard), int(per_hour)]
+        self._script = client.register_script(_RATE_SCRIPT)
+
+    def _reserve(self) -> tuple[bool, float]:
+        granted, wait_us = self._script(keys=self._keys, args=self._args)
+        return bool(granted), max(0, int(wait_us)) / 1e6
+
+
+class DatabaseRateLimiter(_Granting):
+    """The same limits kept in the RateWindow table (the embedded default)."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        key: str,
+        per_second: float,
+        per_hour: int,
+        *,
+        guard: float = GUARD_SECONDS,
+    ) -> None:
+        self._factory = factory
+        self._slot_key = f"{key}:slot"
+        self._minute_key = f"{key}:minute"
+        self._interval_us = _interval_us(per_second, guard)
+        self._per_hour = int(per_hour)
+        self._swept_minute = 0
+
+    def _reserve(self) -> tuple[bool, float]:
+        with self._factory() as session, session.begin():
+            now_us = _now_us(session)
+            if self._per_hour:
+                wait = self._hour_wait(session, now_us)
+                if wait > 0:
+                    return False, wait
+            slot_us = now_us
+            if self._interval_us:
+                slot_us, now_us = self._next_slot(session)
+            if self._per_hour:
+                self._count(session, slot_us)
+        return True, (slot_us - now_us) / 1e6
+
+    def _hour_wait(self, session: Session, now_us: int) -> float:
+        minute = now_us // _MINUTE_US
+        buckets = session.execute(
+            select(_table.c.window_start, _table.c.count)
+            .where(
+                _table.c.key == self._minute_key,
+                _table.c.window_start >= (minute - _BUCKETS + 1) * 60,
+            )
+            .order_by(_table.c.window_start)
+        ).all()
+        excess = sum(count for _, count in buckets) - self._per_hour + 1
+        for start, count in buckets:
+            if excess <= 0:
+                break
+            excess -= count
+            if excess <= 0:
+                return float(start + _BUCKETS * 60 - now_us / 1e6)
+        return 0.0
+
+    def _next_slot(self, session: Session) -> tuple[int, int]:
+        now = _now_sql(session)  # read after the row lock is ours, not before
+        later = _table.c.window_start + self._interval_us
+        take = (
+            update(_table)
+            .where(_table.c.key == self._slot_key)
+            .values(window_start=case((later > now, later), else_=now))
+            .returning(_table.c.window_start, now)
+        )
+        row = session.execute(take).one_or_none()
+        if row is None:
+            # The first send ever: create the row once, however many workers race for it.
+            _serialise(session, self._slot_key)
+            session.execute(
+                insert(_table).from_select(
+                    ["key", "window_start", "count"],
+                    select(literal(self._slot_key), literal(0), literal(0)).where(
+                        ~exists().where(_table.c.key == self._slot_key)
+                    ),
+                )
+            )
+            row = session.execute(take).one()
+        return int(row[0]), int(row[1])
+
+    def _count(self, session: Session, slot_us: int) -> None:
+        minute = slot_us // _MINUTE_US
+        hit(session, self._minute_key, 60, self._per_hour, now=minute * 60)
+        if minute != self._swept_minute:
+            self._swept_minute = minute
+            session.execute(
+                delete(_table).where(
+                    _table.c.key == self._minute_key,
+                    _table.c.window_start < (minute - _BUCKETS) * 60,
+                )
+            )
+
+
+_CONNECTION_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  if ARGV[4] == 'renew' or redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], lease * 2)
+return 1
+"""
+
+
+class _Leasing:
+    """Lease bookkeeping shared by both connection caps."""
+
+    _lease_seconds: float
+
+    def __init__(self) -> None:
+        self._renewed_at: float | None = None
+        self._pid = 0
+        self._name = ""
+
+    @property
+    def holder(self) -> str:
+        """Who holds the lease: this process (a forked child gets a name of its own)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._name = f"{socket.gethostname()}:{self._pid}:{uuid.uuid4().hex[:12]}"
+        return self._name
+
+    def _take(self, renewing: bool) -> bool:
+        raise NotImplementedError
+
+    def _drop(self) -> None:
+        raise NotImplementedError
+
+    def acquire(self, patience: float) -> bool:
+        """Take a connection slot, waiting up to `patience` s; False if none frees up."""
+        give_up = time.monotonic() + patience
+        while not self._take(renewing=False):
+            if time.monotonic() >= give_up:
+                return False
+            time.sleep(min(0.5, max(0.0, give_up - time.monotonic())))
+        self._renewed_at = time.monotonic()
+        return True
+
+    def renew(self) -> bool:
+        """Extend this process's lease when a third of it has passed; False if it was lost."""
+        if self._renewed_at is None:
+            return False
+        if time.monotonic() - self._renewed_at < self._lease_seconds / 3:
+            return True
+        if not self._take(renewing=True):
+            self._renewed_at = None
+            return False
+        self._renewed_at = time.monotonic()
+        return True
+
+    def release(self) -> None:
+        """Give the slot back."""
+        if self._renewed_at is not None:
+            self._renewed_at = None
+            self._drop()
+
+
+class RedisConnectionCap(_Leasing):
+    """Connection leases in a Redis sorted set (holder → lease end)."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        key: str,
+        limit: int,
+        *,
+        lease_seconds: float = CONNECTION_LEASE_SECONDS,
+    ) -> None:
+        super().__init__()
+        self._client = redis.Redis.from_url(redis_url)
+        self._key = f"hebdo:connections:{{{key}}}"
+        self._limit = limit
+        self._lease_seconds = lease_seconds
+        self._script = self._client.register_script(_CONNECTION_SCRIPT)
+
+    def _take(self, renewing: bool) -> bool:
+        lease_ms = round(self._lease_seconds * 1000)
+        mode = "renew" if renewing else "acquire"
+        args: list[str | int] = [self.holder, self._limit, lease_ms, mode]
+        return bool(self._script(keys=[self._key], args=args))
+
+    def _drop(self) -> None:
+        self._client.zrem(self._key, self.holder)
+
+
+class DatabaseConnectionCap(_Leasing):
+    """Connection leases as RateWindow rows: key names the holder, window_start its end."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        key: str,
+        limit: int,
+        *,
+        lease_seconds: float = CONNECTION_LEASE_SECONDS,
+    ) -> None:
+        super().__init__()
+        self._factory = factory
+        self._prefix = f"{key}:connection:"
+        self._limit = limit
+        self._lease_seconds = lease_seconds
+
+    def _take(self, renewing: bool) -> bool:
+        mine = self._prefix + self.holder
+        ours = _table.c.key.startswith(self._prefix, autoescape=True)
+        with self._factory() as session, session.begin():
+            now_us = _now_us(session)
+            now, until = now_us // 1_000_000, math.ceil(now_us / 1e6 + self._lease_seconds)
+            if renewing:
+                renewed = session.execute(
+                    update(_table)
+                    .where(_table.c.key == mine, _table.c.window_start > now)
+                    .values(window_start=until)
+                )
+                return bool(_rowcount(renewed))
+            _serialise(session, self._prefix)
+            session.execute(delete(_table).where(ours, _table.c.window_start <= now))
+            others = session.scalar(
+                select(func.count()).select_from(_table).where(ours, _table.c.key != mine)
+            )
+            if (others or 0) >= self._limit:
+                return False
+            session.execute(delete(_table).where(_table.c.key == mine))
+            session.execute(insert(_table).values(key=mine, window_start=until, count=1))
+            return True
+
+    def _drop(self) -> None:
+        mine = self._prefix + self.holder
+        with self._factory() as session, session.begin():
+            session.execute(delete(_table).where(_table.c.key == mine))
+
+
+_table = typing.cast(Table, RateWindow.__table__)
+
+
+def _now_sql(session: Session) -> ColumnElement[int]:
+    """Microseconds since the epoch, by the clock every machine shares: the database's."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.extract("epoch", func.clock_timestamp()) * 1_000_000, BigInteger)
+    # SQLite lives on one machine, so its clock is ours; reading it after BEGIN IMMEDIATE
+    # has taken the write lock keeps a wait for the lock out of the reading.
+    session.connection()
+    return literal(time.time_ns() // 1000, BigInteger)
+
+
+def _now_us(session: Session) -> int:
+    return int(session.scalar(select(_now_sql(session))) or 0)
+
+
+def _serialise(session: Session, name: str) -> None:
+    # SQLite transactions here start with BEGIN IMMEDIATE, one writer at a time;
+    # PostgreSQL needs a lock for a check-then-write that must not interleave.
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
+
+
+def _rowcount(result: Any) -> int:
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount or 0)

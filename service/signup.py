@@ -1,0 +1,369 @@
+"""Signup with double opt-in: request, confirmation message, confirmation link.
+
+A signup only ever records a *pending* subscription and mails the address a
+signed link; nothing is delivered until that link is used, so a form post can
+never subscribe someone else. What the caller tells the visitor must not depend
+on the address's state (new, pending, confirmed, unsubscribed, suppressed): the
+result of `request` is for the sending step only, never for the response.
+
+Transactional messages are rendered from templates/email/<notice>/ and sent
+one at a time through the transport the caller hands in, after its commit.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, make_msgid
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
+
+from service import subscriptions, tokens
+from service.addresses import normalise
+from service.config import Settings
+from service.dispatch import Transport
+from service.mail.transport import DeliveryError
+from service.models import (
+    Newsletter,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+CONFIRM_PURPOSE = "confirm"  # the token in a confirmation link: (subscription id, issued at)
+PREFS_PURPOSE = "prefs"  # a subscriber-scoped preference-centre token, for notices
+CONFIRM_MAX_AGE = timedelta(days=7)
+RESEND_AFTER = timedelta(minutes=5)
+SIGNUPS_PER_IP_PER_HOUR = 10
+LANGUAGES = ("fr", "en")
+
+# A confirmation lifts these; a manual suppression is an editor's decision and stays.
+_LIFTED_BY_CONFIRMATION = (
+    SuppressionReason.UNSUBSCRIBE,
+    SuppressionReason.HARD_BOUNCE,
+    SuppressionReason.COMPLAINT,
+)
+
+
+class Notice(enum.Enum):
+    """The transactional messages of signup; values name the template folders."""
+
+    CONFIRM = "confirm-subscription"
+    ALREADY_SUBSCRIBED = "already-subscribed"
+
+
+@dataclass(frozen=True)
+class SignupResult:
+    """What a signup request calls for after commit (never shown to the visitor)."""
+
+    subscription_id: int
+    notice: Notice | None  # None: nothing to send (sent a moment ago, or blocked)
+
+
+class BadLink(ValueError):
+    """A confirmation link that is forged, malformed or for a vanished subscription."""
+
+
+class LinkExpired(BadLink):
+    """A genuine confirmation link that is too old, or older than a later unsubscribe."""
+
+
+def confirmation_token(secret: str, subscription_id: int, now: datetime | None = None) -> str:
+    """A confirmation token, in the format of tokens.sign_expiring (id, issue time)."""
+    issued = int((now or utcnow()).timestamp())
+    return tokens.sign(secret, CONFIRM_PURPOSE, subscription_id, issued)
+
+
+def preferences_token(secret: str, subscriber_id: int) -> str:
+    """A preference-centre token naming the subscriber (for links outside an edition)."""
+    return tokens.sign(secret, PREFS_PURPOSE, subscriber_id)
+
+
+def _is_suppressed(
+    session: Session, email: str, newsletter_id: int, reasons: tuple[SuppressionReason, ...]
+) -> bool:
+    applies = or_(Suppression.newsletter_id.is_(None), Suppression.newsletter_id == newsletter_id)
+    found = session.scalar(
+        select(Suppression.id)
+        .where(Suppression.email == email, applies, Suppression.reason.in_(reasons))
+        .limit(1)
+    )
+    return found is not None
+
+
+def receives(session: Session, subscription: Subscription) -> bool:
+    """Whether editions reach this subscription now (confirmed, active, not suppressed)."""
+    subscriber = subscription.subscriber
+    return (
+        subscription.status == SubscriptionStatus.CONFIRMED
+        and subscriber.status == SubscriberStatus.ACTIVE
+        and not _is_suppressed(
+            session, subscriber.email, subscription.newsletter_id, tuple(SuppressionReason)
+        )
+    )
+
+
+def claim_notice_slot(session: Session, subscription_id: int, now: datetime | None = None) -> bool:
+    """Take the right to mail this subscription now: at most once per RESEND_AFTER.
+
+    One conditional UPDATE, so two concurrent requests cannot both win.
+    """
+    now = now or utcnow()
+    result = session.execute(
+        update(Subscription)
+        .where(
+            Subscription.id == subscription_id,
+            or_(
+                Subscription.confirmation_sent_at.is_(None),
+                Subscription.confirmation_sent_at <= now - RESEND_AFTER,
+            ),
+        )
+        .values(confirmation_sent_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    assert isinstance(result, CursorResult)  # DML results carry a row count
+    return result.rowcount == 1
+
+
+def request(
+    session: Session,
+    newsletter: Newsletter,
+    *,
+    email: str,
+    name: str = "",
+    locale: str | None = None,
+    source: str,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    now: datetime | None = None,
+) -> SignupResult:
+    """Ask for a newsletter: record the pending consent and say which notice to send.
+
+    Raises service.addresses.InvalidAddress for an address that cannot be mailed.
+    """
+    now = now or utcnow()
+    address = normalise(email)
+    language = locale if locale in LANGUAGES else newsletter.language
+    # An anonymous form must not rewrite an existing person's name or language:
+    # only a new subscriber takes them from the form.
+    subscriber = subscriptions.find_or_create_subscriber(
+        session, address, name[:200], locale=language
+    )
+    subscription = session.scalar(
+        select(Subscription).where(
+            Subscription.newsletter_id == newsletter.id,
+            Subscription.subscriber_id == subscriber.id,
+        )
+    )
+    notice: Notice | None = Notice.CONFIRM
+    if subscription is not None and receives(session, subscription):
+        notice = Notice.ALREADY_SUBSCRIBED
+    elif _is_suppressed(session, address, newsletter.id, (SuppressionReason.MANUAL,)):
+        notice = None
+    if subscription is None or subscription.status != SubscriptionStatus.CONFIRMED:
+        # A pending or former subscription takes the newest consent record; a
+        # confirmed one keeps the consent it was confirmed with.
+        subscription = subscriptions.subscribe(
+            session,
+            newsletter,
+            subscriber,
+            confirmed=False,
+            source=source,
+            ip=ip,
+            user_agent=user_agent,
+            now=now,
+        )
+    if notice is not None and not claim_notice_slot(session, subscription.id, now):
+        notice = None
+    session.flush()
+    return SignupResult(subscription.id, notice)
+
+
+def verify_link(
+    session: Session, secret: str, token: str, *, now: datetime | None = None
+) -> Subscription:
+    """The subscription a confirmation token names; BadLink or LinkExpired otherwise."""
+    now = now or utcnow()
+    try:
+        subscription_id, issued = tokens.verify(secret, CONFIRM_PURPOSE, token, 2)
+    except tokens.BadToken as exc:
+        raise BadLink(str(exc)) from exc
+    subscription = session.get(Subscription, subscription_id)
+    if subscription is None:
+        raise BadLink("no such subscription")  # the reader erased themselves meanwhile
+    if now.timestamp() - issued > CONFIRM_MAX_AGE.total_seconds():
+        raise LinkExpired("link expired")
+    # A link mailed before the reader unsubscribed must not bring them back.
+    left = subscription.unsubscribed_at
+    if left is not None and issued < int(left.timestamp()):
+        raise LinkExpired("link older than the last unsubscribe")
+    return subscription
+
+
+def confirm(session: Session, subscription: Subscription, *, now: datetime | None = None) -> bool:
+    """Confirm a subscription (harmless twice); returns False if it already was.
+
+    Confirming proves the reader wants the letter and that the address works
+    again, so it lifts their unsubscribe, bounce and complaint suppressions.
+    """
+    now = now or utcnow()
+    subscriber = subscription.subscriber
+    session.execute(
+        delete(Suppression)
+        .where(
+            Suppression.email == subscriber.email,
+            or_(
+                Suppression.newsletter_id.is_(None),
+                Suppression.newsletter_id == subscription.newsletter_id,
+            ),
+            Suppression.reason.in_(_LIFTED_BY_CONFIRMATION),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if subscriber.status != SubscriberStatus.ACTIVE:
+        subscriber.status = SubscriberStatus.ACTIVE
+    changed = subscription.status != SubscriptionStatus.CONFIRMED
+    if changed:
+        subscription.status = SubscriptionStatus.CONFIRMED
+        subscription.confirmed_at = now
+    session.flush()
+    return changed
+
+
+@dataclass(frozen=True)
+class RenderedNotice:
+    """A transactional message rendered from its template folder."""
+
+    subject: str
+    text: str
+    html: str
+
+
+@lru_cache(maxsize=4)
+def _environment(templates_path: Path) -> Environment:
+    return Environment(
+        loader=FileSystemLoader(str(templates_path)),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_notice(templates_path: Path, notice: Notice, context: dict[str, Any]) -> RenderedNotice:
+    """Render subject, text and HTML of a notice (pure: data in, strings out)."""
+    env = _environment(templates_path)
+    folder = notice.value
+    subject = env.get_template(f"{folder}/subject.txt").render(context)
+    return RenderedNotice(
+        subject=" ".join(subject.split()),
+        text=env.get_template(f"{folder}/body.txt").render(context).strip() + "\n",
+        html=env.get_template(f"{folder}/body.html").render(context),
+    )
+
+
+def notice_context(
+    subscription: Subscription, settings: Settings, now: datetime | None = None
+) -> dict[str, Any]:
+    """The template context of a notice about this subscription."""
+    newsletter, subscriber = subscription.newsletter, subscription.subscriber
+    base = settings.base_url
+    return {
+        "lang": newsletter.language,
+        "newsletter": {
+            "name": newsletter.name,
+            "sender_name": newsletter.sender_name,
+            "postal_address": newsletter.postal_address,
+        },
+        "subscriber": {"name": subscriber.name},
+        "urls": {
+            "confirm": f"{base}/n/{newsletter.slug}/confirm/"
+            + confirmation_token(settings.secret_key, subscription.id, now),
+            "preferences": f"{base}/p/" + preferences_token(settings.secret_key, subscriber.id),
+            "signup": f"{base}/n/{newsletter.slug}/subscribe",
+        },
+        "expires_days": CONFIRM_MAX_AGE.days,
+    }
+
+
+def build_message(
+    subscription: Subscription, notice: Notice, settings: Settings, now: datetime | None = None
+) -> EmailMessage:
+    """The notice as a multipart/alternative message to the subscriber."""
+    now = now or utcnow()
+    newsletter, subscriber = subscription.newsletter, subscription.subscriber
+    rendered = render_notice(
+        settings.email_templates_path, notice, notice_context(subscription, settings, now)
+    )
+    message = EmailMessage()
+    message["From"] = formataddr((newsletter.sender_name, newsletter.sender_email))
+    message["To"] = formataddr((subscriber.name, subscriber.email))
+    message["Subject"] = rendered.subject
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = make_msgid("notice", domain=newsletter.sender_email.rpartition("@")[2])
+    if newsletter.reply_to:
+        message["Reply-To"] = newsletter.reply_to
+    # RFC 3834: no vacation auto-replies to a message no human typed.
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    return message
+
+
+def send_notice(
+    session: Session,
+    subscription: Subscription,
+    notice: Notice,
+    settings: Settings,
+    transport: Transport,
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """Mail a notice now; on failure log it and free the resend slot (the reader may retry).
+
+    The signup itself is already committed by the caller, so a relay outage
+    loses nothing: the reader asks again and gets a new link.
+    """
+    now = now or utcnow()
+    message = build_message(subscription, notice, settings, now)
+    try:
+        transport.send(
+            subscription.newsletter.sender_email,
+            subscription.subscriber.email,
+            message.as_bytes(policy=SMTP),
+        )
+    except DeliveryError as exc:
+        log.warning("%s for subscription %s not sent: %s", notice.value, subscription.id, exc)
+        subscription.confirmation_sent_at = None
+        session.flush()
+        return False
+    subscription.confirmation_sent_at = now
+    session.flush()
+    return True
+
+
+def send_confirmation(
+    session: Session,
+    subscription: Subscription,
+    settings: Settings,
+    transport: Transport,
+    *,
+    now: datetime | None = None,
+) -> bool:
+    """Mail the confirmation link of a pending subscription (see send_notice)."""
+    return send_notice(session, subscription, Notice.CONFIRM, settings, transport, now=now)
