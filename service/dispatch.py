@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import deliveries
+from service import deliveries, sending
 from service.config import Settings
 from service.mail.mime import DkimKey, PreparedEdition, personalise, prepare
 from service.mail.transport import (
@@ -31,7 +33,12 @@ from service.subscriptions import record_hard_bounce
 
 log = logging.getLogger(__name__)
 
-RECHECK_EVERY = 20  # re-read row states this often, so an unsubscribe lands mid-batch
+# Re-read row and edition states this often, so an unsubscribe or a pause lands mid-batch.
+RECHECK_EVERY = 20
+# Temporary failures wait about 1, 2, 4, 8 … minutes: greylisting relays ask for
+# a few minutes, so an immediate retry would only spend an attempt.
+RETRY_BASE_SECONDS = 60.0
+RETRY_MAX_SECONDS = 3600.0
 
 
 class Transport(Protocol):
@@ -57,7 +64,16 @@ class BatchReport:
     failed: int = 0
     skipped: int = 0
     relay_down: bool = False
+    stopped: bool = False  # the edition was paused or cancelled while this run sent
     errors: list[str] = field(default_factory=list)
+
+
+def retry_delay(
+    attempts: int, base: float = RETRY_BASE_SECONDS, cap: float = RETRY_MAX_SECONDS
+) -> float:
+    """Exponential backoff after `attempts` tries, half of it random so workers spread out."""
+    step = min(cap, base * 2.0 ** max(0, attempts - 1))
+    return step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not crypto
 
 
 def worker_name() -> str:
@@ -131,7 +147,7 @@ def send_pending(
             if not claimed:
                 break
             _send_batch(factory, settings, prepared, claimed, smtp, limiter, worker, report)
-            if report.relay_down:
+            if report.relay_down or report.stopped:
                 break
     finally:
         if own_transport:
@@ -139,9 +155,8 @@ def send_pending(
     with factory() as session, session.begin():
         edition = session.get(Edition, edition_id)
         if edition is not None:
-            if report.relay_down and edition.status == EditionStatus.SENDING:
-                edition.status = EditionStatus.PAUSED
-                edition.status_detail = f"paused: SMTP relay unavailable ({report.errors[-1]})"
+            if report.relay_down:
+                sending.pause_for_relay(session, edition, report.errors[-1])
             else:
                 deliveries.finish_if_done(session, edition)
     return report
@@ -161,6 +176,13 @@ def _send_batch(
         chunk = claimed[start : start + RECHECK_EVERY]
         with factory() as session:
             live = deliveries.still_ours(session, [c.id for c in chunk], worker)
+            status = session.scalar(select(Edition.status).where(Edition.id == prepared.edition_id))
+        if status != EditionStatus.SENDING:
+            # Paused or cancelled meanwhile: give back what this run has not tried.
+            report.stopped = True
+            with factory() as session, session.begin():
+                deliveries.release(session, [c.id for c in claimed[start:]], worker)
+            return
         for index, row in enumerate(chunk):
             if row.id not in live:
                 report.skipped += 1
@@ -182,8 +204,10 @@ def _send_batch(
             except PermanentFailure as exc:
                 report.failed += 1
                 with factory() as session, session.begin():
-                    deliveries.mark_failed(session, row.id, worker, str(exc))
-                    if exc.code in (550, 551, 553) or (exc.code is not None and exc.code >= 550):
+                    if (
+                        deliveries.mark_failed(session, row.id, worker, str(exc))
+                        and exc.hard_bounce
+                    ):
                         record_hard_bounce(session, row.email, str(exc), delivery_id=row.id)
                 continue
             except TemporaryFailure as exc:
@@ -196,6 +220,7 @@ def _send_batch(
                         str(exc),
                         attempts=row.attempts,
                         max_attempts=settings.max_attempts,
+                        delay_seconds=retry_delay(row.attempts),
                     )
                 continue
             with factory() as session, session.begin():

@@ -8,19 +8,26 @@ RelayUnavailable (no relay accepts connections: pause, don't burn retries).
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from types import TracebackType
+from typing import Literal
 
 from service.config import SmtpRelay
+
+_ENHANCED_STATUS = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
+
+Stage = Literal["connect", "mail", "rcpt", "data"]
 
 
 class DeliveryError(Exception):
     """A message was not accepted; `code` is the SMTP reply code when there is one."""
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(self, message: str, code: int | None = None, stage: Stage | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.stage = stage  # the SMTP command that was refused, when known
 
 
 class TemporaryFailure(DeliveryError):
@@ -30,9 +37,41 @@ class TemporaryFailure(DeliveryError):
 class PermanentFailure(DeliveryError):
     """The relay refused this message for good (5xx reply)."""
 
+    @property
+    def hard_bounce(self) -> bool:
+        """True when the recipient's mailbox itself is bad: suppress the address.
+
+        Only a refusal at RCPT names the recipient; a refusal of the message
+        (552 too big, 554 content or policy at DATA) says nothing about the
+        mailbox. An enhanced status code decides when the relay gives one:
+        5.1.x (bad mailbox, domain or syntax) and 5.2.1 (account disabled)
+        are hard, 5.7.x policy blocks and 5.2.2 (mailbox full) are not.
+        Without one (or with the uninformative x.0.0) the basic code decides:
+        550, 551 and 553.
+        """
+        if self.stage != "rcpt" or self.code is None:
+            return False
+        enhanced = enhanced_status(str(self))
+        if enhanced is not None and enhanced[1:] != (0, 0):
+            return enhanced[0] == 5 and (enhanced[1] == 1 or enhanced[1:] == (2, 1))
+        return self.code in (550, 551, 553)
+
 
 class RelayUnavailable(DeliveryError):
     """No relay in the list accepts connections right now."""
+
+
+class _StaleConnection(Exception):
+    """The connection died before the message started: nothing reached the relay."""
+
+
+def enhanced_status(reply: str) -> tuple[int, int, int] | None:
+    """The RFC 3463 enhanced status code after the basic code ("550 5.1.1 …"), if any."""
+    code, _, text = reply.partition(" ")
+    match = _ENHANCED_STATUS.match(text if code.isdigit() else reply)
+    if match is None:
+        return None
+    return int(match[1]), int(match[2]), int(match[3])
 
 
 class SmtpTransport:
@@ -68,7 +107,9 @@ class SmtpTransport:
                 continue
             self._client, self.relay, self.messages_on_connection = client, relay, 0
             return client
-        raise RelayUnavailable("no SMTP relay reachable (" + "; ".join(errors) + ")")
+        raise RelayUnavailable(
+            "no SMTP relay reachable (" + "; ".join(errors) + ")", stage="connect"
+        )
 
     def _open(self, relay: SmtpRelay) -> smtplib.SMTP:
         client: smtplib.SMTP
@@ -98,27 +139,61 @@ class SmtpTransport:
 
     def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None:
         """Send one message; raise a DeliveryError subclass if it was not accepted."""
-        client = self._client or self._connect()
-        try:
-            refused = client.sendmail(mail_from, [rcpt_to], data)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = exc.recipients.get(rcpt_to, (None, b""))
-            self._reset()
-            raise _classify(code, reply) from exc
-        except smtplib.SMTPResponseException as exc:
-            # A 421 closes the session; other replies leave it usable after RSET.
-            if exc.smtp_code == 421:
+        if self._client is not None:
+            try:
+                self._transact(self._client, mail_from, rcpt_to, data)
+            except _StaleConnection:
+                # Relays close idle connections; the message never started, so
+                # reconnecting and sending it now is no retry at all.
                 self.close()
             else:
-                self._reset()
-            raise _classify(exc.smtp_code, exc.smtp_error) from exc
-        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
+                return
+        try:
+            self._transact(self._connect(), mail_from, rcpt_to, data)
+        except _StaleConnection as exc:
             self.close()
-            raise TemporaryFailure(f"connection lost: {exc}") from exc
-        if refused:  # cannot happen with one recipient, but never report a refusal as sent
-            code, reply = refused[rcpt_to]
-            raise _classify(code, reply)
+            raise TemporaryFailure(f"connection lost: {exc}", stage="mail") from exc
+
+    def _transact(self, client: smtplib.SMTP, mail_from: str, rcpt_to: str, data: bytes) -> None:
+        options = [f"SIZE={len(data)}"] if client.has_extn("size") else []
+        if not (mail_from.isascii() and rcpt_to.isascii()):
+            if not client.has_extn("smtputf8"):
+                raise PermanentFailure(
+                    "the relay cannot take a non-ASCII address (no SMTPUTF8)", stage="mail"
+                )
+            options.append("SMTPUTF8")
+        try:
+            code, reply = client.mail(mail_from, options)
+        except OSError as exc:
+            raise _StaleConnection(str(exc) or type(exc).__name__) from exc
+        if code == 421:
+            raise _StaleConnection(_text(code, reply))
+        stage: Stage = "mail"
+        try:
+            if code != 250:
+                raise self._refused(code, reply, stage)
+            stage = "rcpt"
+            code, reply = client.rcpt(rcpt_to)
+            if code not in (250, 251):
+                raise self._refused(code, reply, stage)
+            stage = "data"
+            code, reply = client.data(data)
+            if code != 250:
+                raise self._refused(code, reply, stage)
+        except smtplib.SMTPDataError as exc:  # the DATA command itself was refused
+            raise self._refused(exc.smtp_code, exc.smtp_error, stage) from exc
+        except OSError as exc:  # includes timeouts and smtplib's disconnect errors
+            self.close()
+            raise TemporaryFailure(f"connection lost: {exc}", stage=stage) from exc
         self.messages_on_connection += 1
+
+    def _refused(self, code: int, reply: bytes | str, stage: Stage) -> DeliveryError:
+        # A 421 closes the session; other replies leave it usable after RSET.
+        if code == 421:
+            self.close()
+        else:
+            self._reset()
+        return _classify(code, reply, stage)
 
     def _reset(self) -> None:
         if self._client is None:
@@ -139,9 +214,13 @@ class SmtpTransport:
             client.close()
 
 
-def _classify(code: int | None, reply: bytes | str) -> DeliveryError:
+def _text(code: int | None, reply: bytes | str) -> str:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-    message = f"{code} {text}".strip()
+    return f"{code} {text}".strip() if code is not None else text.strip()
+
+
+def _classify(code: int | None, reply: bytes | str, stage: Stage | None = None) -> DeliveryError:
+    message = _text(code, reply)
     if code is not None and 500 <= code < 600:
-        return PermanentFailure(message, code)
-    return TemporaryFailure(message, code)
+        return PermanentFailure(message, code, stage)
+    return TemporaryFailure(message, code, stage)
