@@ -1,10 +1,12 @@
 """Subscriber management for editors: search, history, tags and bulk actions.
 
-Queries stay set-based so the list and the bulk actions scale to 100,000 rows:
+The list and the tag actions are set-based so they stay fast at 100,000 rows:
 a page is one query (plus one for its tags, and one for its subscriptions when
 no newsletter is chosen); pagination is keyset on the subscriber id, newest
-first. Bulk actions take either explicit ids or the filter the editor saw; they
-flush and never commit.
+first. Unsubscribe and erase go row by row through the readers' own operations
+(service.subscriptions, service.preferences), so one rule applies whoever acts.
+Bulk actions take either explicit ids or the filter the editor saw; they flush
+and never commit.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from sqlalchemy import (
     literal,
     select,
     true,
-    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
 
-from service import subscriptions
+from service import preferences, subscriptions
 from service.models import (
     Delivery,
     DeliveryStatus,
@@ -541,30 +542,8 @@ def unsubscribe(
     return ended
 
 
-def erase(session: Session, subscriber: Subscriber) -> None:
-    """Delete a subscriber and their personal data; deliveries and events stay, anonymous."""
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.subscriber_id == subscriber.id,
-            Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
-        )
-        .values(status=DeliveryStatus.CANCELLED)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(Delivery)
-        .where(Delivery.subscriber_id == subscriber.id)
-        .values(email="", name="", last_error=None)
-        .execution_options(synchronize_session=False)
-    )
-    # The foreign keys set subscriber_id to NULL on deliveries and events.
-    session.delete(subscriber)
-    session.flush()
-
-
 def erase_many(session: Session, target: Target) -> int:
-    """Erase every subscriber of the target; return how many were erased."""
+    """Erase every subscriber of the target as the reader's own erasure does; return how many."""
     ids = list(session.scalars(_target_ids(target)))
     erased = 0
     for start in range(0, len(ids), _CHUNK):
@@ -572,11 +551,7 @@ def erase_many(session: Session, target: Target) -> int:
             select(Subscriber).where(Subscriber.id.in_(ids[start : start + _CHUNK]))
         ).all()
         for subscriber in chunk:
-            _erase_one(session, subscriber)
+            # The reader's own erasure is the one rule for what goes and what stays.
+            preferences.erase(session, subscriber)
             erased += 1
     return erased
-
-
-def _erase_one(session: Session, subscriber: Subscriber) -> None:
-    # The reader's own erase (preference centre) is the reference when it exists.
-    erase(session, subscriber)
