@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from service.web import archive, auth, dashboard, deps, outbox, public
+from service.web import archive, auth, dashboard, deps, outbox, public, reader
 
 
 def register(app: Flask) -> None:
     """Attach every blueprint and the response hardening."""
-    for module in (public, archive, auth, dashboard, outbox):
+    for module in (public, archive, auth, dashboard, outbox, reader):
         app.register_blueprint(module.blueprint)
     app.after_request(_security_headers)
     app.teardown_appcontext(deps.close_db)

@@ -1,0 +1,1 @@
+"""Web pages, driven through the Flask test client."""
