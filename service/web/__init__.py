@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from service.web import archive, auth, dashboard, deps, outbox, public, reader
+from service.web import archive, auth, dashboard, deps, outbox, public, reader, subscribers
 
 
 def register(app: Flask) -> None:
     """Attach every blueprint and the response hardening."""
-    for module in (public, archive, auth, dashboard, outbox, reader):
+    for module in (public, archive, auth, dashboard, outbox, reader, subscribers):
         app.register_blueprint(module.blueprint)
     app.after_request(_security_headers)
     app.teardown_appcontext(deps.close_db)

@@ -1,0 +1,325 @@
+"""Subscriber pages for editors: list and search, one subscriber's history, tags,
+bulk actions, CSV import and export.
+
+Filters travel as query parameters (and as hidden fields of the bulk form), so a
+bulk action on "all matching" acts on exactly what the editor was looking at.
+"""
+
+from __future__ import annotations
+
+import enum
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO, Any, TypeVar
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.wrappers import Response as BaseResponse
+
+from service import exports, imports, newsletters, subscribers
+from service.imports import ImportAborted, ImportReport
+from service.models import Newsletter, Subscriber, SubscriberStatus, SubscriptionStatus, utcnow
+from service.subscribers import SubscriberFilter
+from service.web.deps import db, editor_required
+
+blueprint = Blueprint("subscribers", __name__, url_prefix="/subscribers")
+
+E = TypeVar("E", bound=enum.Enum)
+BULK_ACTIONS = ("tag", "untag", "unsubscribe", "delete")
+CONFIRMED_ACTIONS = ("unsubscribe", "delete")  # they cannot be undone from here
+PREVIEW_ROWS = 10
+EXPORT_CHUNK = 64 * 1024
+EXPORT_SPOOL = 4 * 1024 * 1024  # above this the export spools to a temporary file
+
+
+@dataclass(frozen=True)
+class View:
+    """The filter as the editor set it: the domain filter plus its URL parameters."""
+
+    filter: SubscriberFilter
+    newsletter: Newsletter | None
+    params: dict[str, str]  # non-empty filter parameters, for links and hidden fields
+
+
+def _enum(kind: type[E], value: str) -> E | None:
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        abort(400, f"unknown {kind.__name__} {value!r}")
+
+
+def _newsletter(slug: str) -> Newsletter | None:
+    if not slug:
+        return None
+    try:
+        return newsletters.get_by_slug(db(), slug)
+    except newsletters.UnknownNewsletter:
+        abort(404)
+
+
+def _view(values: Mapping[str, str]) -> View:
+    names = ("newsletter", "q", "status", "state", "tag")
+    params = {name: values.get(name, "").strip() for name in names}
+    newsletter = _newsletter(params["newsletter"])
+    filter_ = SubscriberFilter(
+        newsletter_id=newsletter.id if newsletter else None,
+        search=params["q"][:320],
+        subscription_status=_enum(SubscriptionStatus, params["status"]),
+        subscriber_status=_enum(SubscriberStatus, params["state"]),
+        tag=" ".join(params["tag"].split()),
+    )
+    return View(filter_, newsletter, {key: value for key, value in params.items() if value})
+
+
+def _list_url(view: View) -> str:
+    values: dict[str, Any] = dict(view.params)
+    return url_for(".index", **values)
+
+
+def _cursor(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+@blueprint.get("/")
+@editor_required
+def index() -> str:
+    """The subscriber list: search, filters, pages and the bulk-action bar."""
+    session = db()
+    view = _view(request.args)
+    page = subscribers.search(
+        session, view.filter, older_than=_cursor("older"), newer_than=_cursor("newer")
+    )
+    return render_template(
+        "web/subscribers/index.html",
+        view=view,
+        page=page,
+        newsletters=newsletters.list_all(session),
+        tags=subscribers.tags_in_use(session),
+        subscription_statuses=list(SubscriptionStatus),
+        subscriber_statuses=list(SubscriberStatus),
+    )
+
+
+def _subscriber(subscriber_id: int) -> Subscriber:
+    found = db().get(Subscriber, subscriber_id)
+    if found is None:
+        abort(404)
+    return found
+
+
+@blueprint.get("/<int:subscriber_id>")
+@editor_required
+def detail(subscriber_id: int) -> str:
+    """One subscriber: profile, subscriptions with consent, deliveries, events, suppressions."""
+    found = subscribers.history(db(), subscriber_id)
+    if found is None:
+        abort(404)
+    return render_template(
+        "web/subscribers/detail.html", history=found, tags=subscribers.tags_in_use(db())
+    )
+
+
+@blueprint.post("/<int:subscriber_id>/tags")
+@editor_required
+def add_tag(subscriber_id: int) -> BaseResponse:
+    """Give this subscriber a tag."""
+    _subscriber(subscriber_id)
+    try:
+        subscribers.tag(db(), [subscriber_id], request.form.get("tag", ""))
+    except subscribers.InvalidTag as exc:
+        flash(str(exc), "error")
+    else:
+        db().commit()
+    return redirect(url_for(".detail", subscriber_id=subscriber_id))
+
+
+@blueprint.post("/<int:subscriber_id>/tags/remove")
+@editor_required
+def remove_tag(subscriber_id: int) -> BaseResponse:
+    """Take a tag off this subscriber."""
+    _subscriber(subscriber_id)
+    try:
+        subscribers.untag(db(), [subscriber_id], request.form.get("tag", ""))
+    except subscribers.InvalidTag as exc:
+        flash(str(exc), "error")
+    else:
+        db().commit()
+    return redirect(url_for(".detail", subscriber_id=subscriber_id))
+
+
+@blueprint.post("/bulk")
+@editor_required
+def bulk() -> str | BaseResponse:
+    """Tag, untag, unsubscribe or delete the selected rows, or every row matching the filter."""
+    session = db()
+    form = request.form
+    view = _view(form)
+    back = _list_url(view)
+    action = form.get("action", "")
+    if action not in BULK_ACTIONS:
+        flash("Choose an action.", "error")
+        return redirect(back)
+    target: subscribers.Target
+    if form.get("scope") == "matching":
+        target = view.filter
+        ids: list[int] = []
+    else:
+        ids = sorted({int(value) for value in form.getlist("id") if value.isdigit()})
+        target = ids
+        if not ids:
+            flash("Select at least one subscriber, or choose “all matching”.", "error")
+            return redirect(back)
+    tag = form.get("tag", "")
+    if action in ("tag", "untag"):
+        try:
+            tag = subscribers.clean_tag(tag)
+        except subscribers.InvalidTag as exc:
+            flash(str(exc), "error")
+            return redirect(back)
+
+    if action in CONFIRMED_ACTIONS and form.get("confirm") != "yes":
+        return _confirm_page(session, view, action, target, ids)
+
+    if action == "tag":
+        done = subscribers.tag(session, target, tag)
+        message = f"Tagged {_people(done)} “{tag}”."
+    elif action == "untag":
+        done = subscribers.untag(session, target, tag)
+        message = f"Removed “{tag}” from {_people(done)}."
+    elif action == "unsubscribe":
+        newsletter_id = view.newsletter.id if view.newsletter else None
+        done = subscribers.unsubscribe(session, target, newsletter_id=newsletter_id)
+        message = f"Ended {done} subscription{'s' if done != 1 else ''}."
+    else:
+        done = subscribers.erase_many(session, target)
+        message = f"Deleted {_people(done)} and their personal data."
+    session.commit()
+    flash(message, "ok")
+    return redirect(back)
+
+
+def _people(n: int) -> str:
+    return f"{n:,} subscriber{'s' if n != 1 else ''}"
+
+
+def _confirm_page(
+    session: Session, view: View, action: str, target: subscribers.Target, ids: list[int]
+) -> str:
+    total, emails = subscribers.sample(session, target, PREVIEW_ROWS)
+    return render_template(
+        "web/subscribers/confirm.html",
+        view=view,
+        action=action,
+        total=total,
+        emails=emails,
+        ids=ids,
+        scope="selected" if ids else "matching",
+    )
+
+
+# --- Import and export --------------------------------------------------------------
+
+
+def _sessions() -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = current_app.extensions["hebdo.sessions"]
+    return factory
+
+
+@blueprint.route("/import", methods=["GET", "POST"])
+@editor_required
+def import_csv() -> str | tuple[str, int]:
+    """Upload a CSV file and show the import report."""
+    session = db()
+    letters = newsletters.list_all(session)
+    form = request.form
+    chosen = form.get("newsletter") or request.args.get("newsletter", "")
+    context: dict[str, Any] = {
+        "newsletters": letters,
+        "chosen": chosen,
+        "form": form,
+        "report": None,
+    }
+    if request.method == "GET":
+        return render_template("web/subscribers/import.html", **context)
+
+    errors = []
+    newsletter = next((n for n in letters if n.slug == chosen), None)
+    if newsletter is None:
+        errors.append("Choose the newsletter to import into.")
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        errors.append("Choose a CSV file.")
+    confirmed = form.get("consent") == "confirmed"
+    reason = form.get("reason", "").strip()
+    if confirmed and not reason:
+        errors.append("Say where these readers already consented (the reason is recorded).")
+    if errors or newsletter is None or upload is None:
+        return render_template("web/subscribers/import.html", errors=errors, **context), 400
+
+    newsletter_id = newsletter.id
+    # The import commits batch by batch in its own sessions; the request's open
+    # transaction would hold SQLite's write lock against them.
+    session.rollback()
+    report: ImportReport
+    try:
+        report = imports.import_csv_batched(
+            _sessions(),
+            newsletter_id,
+            upload.stream,  # werkzeug spools big uploads to a temporary file
+            confirmed=confirmed,
+            confirmed_reason=reason or None,
+        )
+    except ImportAborted as exc:
+        return render_template("web/subscribers/import.html", errors=[str(exc)], **context), 400
+    context["report"] = report
+    return render_template("web/subscribers/import.html", newsletter=newsletter, **context)
+
+
+@blueprint.get("/export.csv")
+@editor_required
+def export_csv() -> Response:
+    """Download a newsletter's subscribers as CSV, optionally only one status."""
+    slug = request.args.get("newsletter", "")
+    newsletter = _newsletter(slug)
+    if newsletter is None:
+        abort(400, "choose a newsletter to export")
+    status = _enum(SubscriptionStatus, request.args.get("status", ""))
+    # Written in full before the first byte goes out: a database error then becomes
+    # an error page rather than a truncated file that looks complete.
+    spool: IO[str] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed by the generator
+        max_size=EXPORT_SPOOL, mode="w+t", encoding="utf-8", newline=""
+    )
+    try:
+        # A BOM lets spreadsheets read accents right; the import skips it.
+        spool.write("\ufeff")
+        exports.export_csv(db(), newsletter, spool, status=status)
+    except BaseException:
+        spool.close()
+        raise
+    db().rollback()
+    spool.seek(0)
+    name = f"{newsletter.slug}-{status.value if status else 'all'}-{utcnow():%Y%m%d}.csv"
+    response = Response(_chunks(spool), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _chunks(spool: IO[str]) -> Iterator[str]:
+    with spool:
+        while chunk := spool.read(EXPORT_CHUNK):
+            yield chunk
