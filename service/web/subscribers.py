@@ -183,7 +183,7 @@ def bulk() -> str | BaseResponse:
         if not ids:
             flash("Select at least one subscriber, or choose “all matching”.", "error")
             return redirect(back)
-    tag = form.get("tag", "")
+    tag = form.get("tag_name", "")  # "tag" is the list's tag filter
     if action in ("tag", "untag"):
         try:
             tag = subscribers.clean_tag(tag)

@@ -4,7 +4,7 @@ on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from service import subscribers, subscriptions, tracking
@@ -316,3 +316,32 @@ def test_tag_names_are_checked(backend: str, session: Session, bad: str) -> None
     with pytest.raises(subscribers.InvalidTag):
         subscribers.tag(session, [reader.id], bad)
     assert reader.tags == []
+
+
+def test_a_page_costs_the_same_few_queries_whatever_its_size(
+    backend: str, session: Session
+) -> None:
+    letter = factories.newsletter(session)
+    people = factories.readers(session, letter, 60)
+    subscribers.tag(session, [p.id for p in people], "presse")
+    subscribers.tag(session, [p.id for p in people[::2]], "salon")
+    letter_id = letter.id
+    statements: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        every = subscribers.search(session, SubscriberFilter())
+        one = subscribers.search(session, SubscriberFilter(newsletter_id=letter_id))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert len(every.rows) == len(one.rows) == 50
+    assert all(row.tags for row in every.rows)
+    assert all(row.subscriptions for row in every.rows)
+    # page, tags, subscriptions (or the newsletter's name), total
+    assert len(statements) == 8, "\n".join(s[:70] for s in statements)

@@ -108,7 +108,7 @@ def test_anonymous_post_with_a_valid_token_is_sent_to_login(
         data={
             "csrf_token": _token(client, "/login"),
             "action": "tag",
-            "tag": "intrus",
+            "tag_name": "intrus",
             "scope": "matching",
         },
     )
@@ -253,7 +253,7 @@ def test_bulk_tag_selected_rows_and_untag_all_matching(
         data={
             "csrf_token": token,
             "action": "tag",
-            "tag": "salon 2025",
+            "tag_name": "salon 2025",
             "scope": "selected",
             "id": [str(cast["amelie"]), str(cast["damien"])],
         },
@@ -274,13 +274,35 @@ def test_bulk_tag_selected_rows_and_untag_all_matching(
         data={
             "csrf_token": token,
             "action": "untag",
-            "tag": "salon 2025",
+            "tag_name": "salon 2025",
             "scope": "matching",
             "q": "autre.org",  # the filter the editor was looking at
         },
     )
     assert _tags(sessions, cast["damien"]) == set()
     assert _tags(sessions, cast["amelie"]) == {"salon 2025"}
+
+
+def test_bulk_tag_all_matching_a_tag_filter_tags_only_those_rows(
+    editor: FlaskClient, sessions: sessionmaker[Session], cast: dict[str, int]
+) -> None:
+    listed = editor.get("/subscribers/?tag=presse").get_data(as_text=True)
+    assert _listed(listed) == {"chloe@autre.org"}
+
+    editor.post(
+        "/subscribers/bulk",
+        data={
+            "csrf_token": _token(editor),
+            "action": "tag",
+            "tag_name": "relance",
+            "scope": "matching",
+            "tag": "presse",  # the list's filter, sent back as a hidden field
+        },
+    )
+
+    assert _tags(sessions, cast["chloe"]) == {"presse", "relance"}
+    for other in ("amelie", "bastien", "damien"):
+        assert _tags(sessions, cast[other]) == set()
 
 
 def test_bulk_action_without_csrf_token_is_refused(
