@@ -125,7 +125,8 @@ def start(session: Session, edition: Edition, now: datetime | None = None) -> in
         table.insert().from_select(
             ["edition_id", "subscriber_id", "email", "name", "status", "attempts", "created_at"],
             insert_rows,
-        )
+        ),
+        execution_options={"preserve_rowcount": True},  # psycopg reports -1 otherwise
     )
     if edition.status != EditionStatus.SENDING:
         edition.status = EditionStatus.SENDING

@@ -1,0 +1,60 @@
+"""The outbox rows: snapshot, claims under a lease, guarded outcomes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from service import deliveries, editions, subscriptions
+from service.config import Settings
+from service.models import Delivery, DeliveryStatus, Subscription, SubscriptionStatus, utcnow
+from tests import factories
+
+
+def _frozen_edition(session: Session, settings: Settings, readers: int):  # type: ignore[no-untyped-def]
+    letter = factories.newsletter(session)
+    people = factories.readers(session, letter, readers)
+    edition = factories.edition(session, letter)
+    editions.freeze(
+        session, edition, base_url=settings.base_url, templates_path=settings.email_templates_path
+    )
+    return letter, people, edition
+
+
+def test_snapshot_takes_confirmed_unsuppressed_readers_once(
+    backend: str, settings: Settings, session: Session
+) -> None:
+    letter, people, edition = _frozen_edition(session, settings, 4)
+    factories.readers(session, letter, 2, confirmed=False, prefix="pending")
+    session.get(
+        Subscription, people[0].subscriptions[0].id
+    ).status = SubscriptionStatus.UNSUBSCRIBED  # type: ignore[union-attr]
+    subscriptions.record_hard_bounce(session, people[1].email, "550 5.1.1 no such user")
+    assert deliveries.start(session, edition) == 2
+    assert deliveries.start(session, edition) == 0
+    assert sorted(d.email for d in session.query(Delivery)) == ["r2@example.org", "r3@example.org"]
+
+
+def test_two_claimers_never_share_a_row_and_expired_leases_come_back(
+    backend: str, settings: Settings, session: Session
+) -> None:
+    _, _, edition = _frozen_edition(session, settings, 5)
+    deliveries.start(session, edition)
+    first = deliveries.claim(session, edition.id, "w1", limit=3, lease_seconds=60)
+    second = deliveries.claim(session, edition.id, "w2", limit=3, lease_seconds=60)
+    assert len(first) == 3
+    assert len(second) == 2
+    assert not {c.id for c in first} & {c.id for c in second}
+    assert deliveries.claim(session, edition.id, "w3", limit=3, lease_seconds=60) == []
+
+    # w1 dies: after its lease, w3 takes its rows over and w1 can no longer record them.
+    later = utcnow() + timedelta(seconds=61)
+    taken = deliveries.claim(session, edition.id, "w3", limit=10, lease_seconds=60, now=later)
+    assert {c.id for c in taken} == {c.id for c in first} | {c.id for c in second}
+    assert all(c.attempts == 2 for c in taken)
+    assert not deliveries.mark_sent(session, first[0].id, "w1", "<x@y>")
+    assert deliveries.mark_sent(session, first[0].id, "w3", "<x@y>")
+    row = session.get(Delivery, first[0].id)
+    assert row is not None
+    assert row.status == DeliveryStatus.SENT
