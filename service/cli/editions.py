@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
+from sqlalchemy.orm import Session
 
-from service import deliveries, editions, newsletters, sending
+from service import deliveries, editions, newsletters, scheduling, sending
 from service.cli.context import CliContext
+from service.models import Edition
 
 pass_context = click.make_pass_decorator(CliContext)
 
 
 @click.group("editions")
 def editions_group() -> None:
-    """Load, inspect and render editions."""
+    """Load, inspect, render, schedule and steer the sending of editions."""
 
 
 @editions_group.command("load")
@@ -111,30 +116,162 @@ def send_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float) -
 
 
 def wait_for_delivery(ctx: CliContext, edition_id: int, *, timeout: float) -> int:
-    """Draw a progress bar until nothing remains to send; return the count sent."""
+    """Draw a progress bar with an ETA until nothing remains to send; return the count sent.
+
+    A send paused by a relay outage resumes by itself, so waiting goes on; one
+    paused by an editor will not, so waiting stops there.
+    """
     deadline = time.monotonic() + timeout
-    started_at = time.monotonic()
+    width = 30
     while True:
         with ctx.sessions() as session:
+            edition = editions.get(session, edition_id)
             progress = deliveries.progress(session, edition_id)
-            status = editions.get(session, edition_id).status.value
+            estimate = sending.estimate(session, edition)
+        status = edition.status.value
         done = progress.sent + progress.failed + progress.cancelled
-        elapsed = time.monotonic() - started_at
-        rate = progress.sent / elapsed if elapsed > 0 else 0.0
-        eta = f"{progress.remaining / rate:5.0f}s left" if rate > 0 and progress.remaining else ""
-        width = 30
         filled = int(width * done / progress.total) if progress.total else width
+        if edition.resume_at is not None:
+            note = f"relay down, retrying at {edition.resume_at:%H:%M:%S}Z"
+        elif estimate.seconds_left and progress.remaining:
+            note = f"{estimate.per_second:.0f}/s, {_duration(estimate.seconds_left)} left"
+        else:
+            note = ""
         sys.stderr.write(
             f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{progress.total} "
-            f"sent {progress.sent} failed {progress.failed} {status} {eta}   "
+            f"sent {progress.sent} failed {progress.failed} {status} {note}\033[K"
         )
         sys.stderr.flush()
-        if progress.done or status in ("sent", "cancelled", "paused"):
+        if status in ("sent", "cancelled") or (status == "paused" and edition.resume_at is None):
             sys.stderr.write("\n")
             if status == "paused":
-                raise click.ClickException(f"edition {edition_id} is paused")
+                raise click.ClickException(
+                    f"edition {edition_id} is paused: {edition.status_detail}"
+                )
             return progress.sent
         if time.monotonic() > deadline:
             sys.stderr.write("\n")
             raise click.ClickException(f"timed out with {progress.remaining} messages left")
         time.sleep(0.5)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (
+        f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+    )
+
+
+def _edition(session: Session, edition_id: int) -> Edition:
+    try:
+        return editions.get(session, edition_id)
+    except editions.EditionError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _local(edition: Edition, moment: datetime) -> str:
+    """A UTC time as the newsletter's readers see it, with the UTC time beside it."""
+    local = moment.astimezone(ZoneInfo(edition.newsletter.timezone))
+    return f"{local:%a %Y-%m-%d %H:%M} {edition.newsletter.timezone} ({moment:%Y-%m-%d %H:%M}Z)"
+
+
+@editions_group.command("schedule")
+@click.argument("edition_id", type=int)
+@click.option(
+    "--at",
+    "at",
+    metavar="ISO-TIME",
+    help="When, with its UTC offset: 2025-03-29T08:00+01:00 (or …Z).",
+)
+@click.option("--next-slot", is_flag=True, help="The newsletter's next weekly slot (the default).")
+@pass_context
+def schedule_command(ctx: CliContext, edition_id: int, at: str | None, next_slot: bool) -> None:
+    """Schedule (or reschedule) an edition; the beat starts it at that time."""
+    if at and next_slot:
+        raise click.UsageError("give --at or --next-slot, not both")
+    when = None
+    if at:
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError as exc:
+            raise click.BadParameter(f"{at!r} is not an ISO 8601 time", param_hint="--at") from exc
+    with ctx.transaction() as session:
+        edition = _edition(session, edition_id)
+        try:
+            scheduled = scheduling.schedule(session, edition, when)
+        except deliveries.SendError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(
+            f"edition {edition.number} (id {edition.id}) scheduled for {_local(edition, scheduled)}"
+        )
+
+
+@editions_group.command("unschedule")
+@click.argument("edition_id", type=int)
+@pass_context
+def unschedule_command(ctx: CliContext, edition_id: int) -> None:
+    """Take a scheduled edition back to draft."""
+    with ctx.transaction() as session:
+        edition = _edition(session, edition_id)
+        try:
+            scheduling.unschedule(session, edition)
+        except deliveries.SendError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"edition {edition.number} (id {edition.id}) is a draft again")
+
+
+@editions_group.command("pause")
+@click.argument("edition_id", type=int)
+@pass_context
+def pause_command(ctx: CliContext, edition_id: int) -> None:
+    """Pause a send; messages in flight finish, the rest waits for `resume`."""
+    with ctx.transaction() as session:
+        edition = _edition(session, edition_id)
+        try:
+            sending.pause(session, edition)
+        except deliveries.SendError as exc:
+            raise click.ClickException(str(exc)) from exc
+        left = deliveries.progress(session, edition.id).remaining
+    click.echo(f"paused edition {edition.number} (id {edition_id}) with {left} messages left")
+
+
+@editions_group.command("resume")
+@click.argument("edition_id", type=int)
+@click.option("--wait", is_flag=True, help="Show progress until the edition has gone out.")
+@click.option("--timeout", type=float, default=3600.0, help="Give up waiting after this long.")
+@pass_context
+def resume_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float) -> None:
+    """Resume a paused send where it stopped."""
+    from worker.tasks.deliveries import enqueue_send
+
+    settings = ctx.settings
+    with ctx.transaction() as session:
+        edition = _edition(session, edition_id)
+        try:
+            left = sending.resume(session, edition)
+        except deliveries.SendError as exc:
+            raise click.ClickException(str(exc)) from exc
+    enqueue_send(settings.broker_url, edition_id, math.ceil(left / max(1, settings.batch_size)))
+    click.echo(f"resumed edition {edition.number} (id {edition_id}): {left} messages left")
+    if wait:
+        total = wait_for_delivery(ctx, edition_id, timeout=timeout)
+        click.echo(f"delivered {total} messages")
+
+
+@editions_group.command("cancel")
+@click.argument("edition_id", type=int)
+@pass_context
+def cancel_command(ctx: CliContext, edition_id: int) -> None:
+    """Cancel a send (or a schedule) for good: nothing more goes out."""
+    with ctx.transaction() as session:
+        edition = _edition(session, edition_id)
+        try:
+            cancelled = sending.cancel(session, edition)
+        except deliveries.SendError as exc:
+            raise click.ClickException(str(exc)) from exc
+        sent = deliveries.progress(session, edition.id).sent
+    click.echo(
+        f"cancelled edition {edition.number} (id {edition_id}): {cancelled} messages will not "
+        f"go out, {sent} already sent"
+    )

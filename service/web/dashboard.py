@@ -1,14 +1,19 @@
-"""The editor's home: newsletters, editions and their send progress."""
+"""The editor's home: newsletters, editions, their send progress and controls."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, render_template
+import math
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from service import deliveries, newsletters
-from service.models import Edition
-from service.web.deps import db, editor_required
+from service import deliveries, newsletters, scheduling, sending
+from service.models import Edition, EditionStatus, utcnow
+from service.web.deps import db, editor_required, settings
 
 blueprint = Blueprint("dashboard", __name__)
 
@@ -30,26 +35,47 @@ def index() -> str:
     return render_template("web/dashboard.html", rows=rows)
 
 
-@blueprint.get("/editions/<int:edition_id>")
-@editor_required
-def edition(edition_id: int) -> str:
-    """One edition: status and live progress."""
+def _found(edition_id: int) -> Edition:
     found = db().get(Edition, edition_id)
     if found is None:
         abort(404)
+    return found
+
+
+def _local_label(moment: datetime, zone: ZoneInfo) -> str:
+    return f"{moment.astimezone(zone):%A %d %B %Y, %H:%M} ({zone.key})"
+
+
+@blueprint.get("/editions/<int:edition_id>")
+@editor_required
+def edition(edition_id: int) -> str:
+    """One edition: status, live progress with an ETA, and the send controls."""
+    found = _found(edition_id)
+    zone = ZoneInfo(found.newsletter.timezone)
+    now = utcnow()
+    slot = scheduling.next_slot(found.newsletter, now)
+    proposed = found.scheduled_at if found.status == EditionStatus.SCHEDULED else slot
+    assert proposed is not None
     return render_template(
-        "web/edition.html", edition=found, progress=deliveries.progress(db(), edition_id)
+        "web/edition.html",
+        edition=found,
+        progress=deliveries.progress(db(), edition_id),
+        estimate=sending.estimate(db(), found, now),
+        zone=zone.key,
+        proposed=proposed.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
+        next_slot=_local_label(slot, zone),
+        scheduled_label=_local_label(found.scheduled_at, zone) if found.scheduled_at else "",
+        resume_label=_local_label(found.resume_at, zone) if found.resume_at else "",
     )
 
 
 @blueprint.get("/editions/<int:edition_id>/progress.json")
 @editor_required
 def edition_progress(edition_id: int) -> Response:
-    """Progress counts, polled by the edition page."""
-    found = db().get(Edition, edition_id)
-    if found is None:
-        abort(404)
+    """Progress counts and the time left, polled by the edition page."""
+    found = _found(edition_id)
     p = deliveries.progress(db(), edition_id)
+    estimate = sending.estimate(db(), found)
     return jsonify(
         status=found.status.value,
         detail=found.status_detail,
@@ -59,4 +85,92 @@ def edition_progress(edition_id: int) -> Response:
         failed=p.failed,
         cancelled=p.cancelled,
         total=p.total,
+        per_second=round(estimate.per_second, 2),
+        seconds_left=None if estimate.seconds_left is None else round(estimate.seconds_left),
+        resume_at=found.resume_at.isoformat() if found.resume_at else None,
     )
+
+
+def _back(edition_id: int) -> Response:
+    return redirect(url_for("dashboard.edition", edition_id=edition_id))
+
+
+@blueprint.post("/editions/<int:edition_id>/schedule")
+@editor_required
+def schedule_edition(edition_id: int) -> Response:
+    """Schedule at the time given in the newsletter's zone, or at its next weekly slot."""
+    found = _found(edition_id)
+    when = None
+    if request.form.get("slot") != "next":
+        try:
+            local = datetime.fromisoformat(request.form.get("at", ""))
+        except ValueError:
+            flash("Give a date and a time.", "error")
+            return _back(edition_id)
+        # The form speaks the newsletter's wall-clock time, whatever the browser's zone.
+        when = local.replace(tzinfo=ZoneInfo(found.newsletter.timezone))
+    try:
+        scheduled = scheduling.schedule(db(), found, when)
+    except deliveries.SendError as exc:
+        db().rollback()
+        flash(str(exc), "error")
+        return _back(edition_id)
+    db().commit()
+    zone = ZoneInfo(found.newsletter.timezone)
+    flash(f"Scheduled for {_local_label(scheduled, zone)}.", "ok")
+    return _back(edition_id)
+
+
+@blueprint.post("/editions/<int:edition_id>/unschedule")
+@editor_required
+def unschedule_edition(edition_id: int) -> Response:
+    """Take a scheduled edition back to draft."""
+    return _control(edition_id, lambda e: scheduling.unschedule(db(), e), "Back to draft.")
+
+
+@blueprint.post("/editions/<int:edition_id>/pause")
+@editor_required
+def pause_edition(edition_id: int) -> Response:
+    """Pause the send; the rest waits for Resume."""
+    return _control(edition_id, lambda e: sending.pause(db(), e), "Paused.")
+
+
+@blueprint.post("/editions/<int:edition_id>/cancel")
+@editor_required
+def cancel_edition(edition_id: int) -> Response:
+    """Cancel the send for good."""
+    return _control(edition_id, lambda e: sending.cancel(db(), e), "Cancelled.")
+
+
+@blueprint.post("/editions/<int:edition_id>/resume")
+@editor_required
+def resume_edition(edition_id: int) -> Response:
+    """Resume the send where it stopped and hand it to the workers."""
+    from worker.tasks.deliveries import enqueue_send
+
+    found = _found(edition_id)
+    try:
+        left = sending.resume(db(), found)
+    except deliveries.SendError as exc:
+        db().rollback()
+        flash(str(exc), "error")
+        return _back(edition_id)
+    db().commit()
+    # After the commit, so the workers find the edition sending.
+    config = settings()
+    enqueue_send(config.broker_url, edition_id, math.ceil(left / max(1, config.batch_size)))
+    flash(f"Resumed: {left} messages to go.", "ok")
+    return _back(edition_id)
+
+
+def _control(edition_id: int, operation: Callable[[Edition], object], done: str) -> Response:
+    found = _found(edition_id)
+    try:
+        operation(found)
+    except deliveries.SendError as exc:
+        db().rollback()
+        flash(str(exc), "error")
+    else:
+        db().commit()
+        flash(done, "ok")
+    return _back(edition_id)
