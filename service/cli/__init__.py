@@ -16,6 +16,7 @@ from service.cli.processes import (
     worker_command,
 )
 from service.cli.subscribers import subscribers_group
+from service.cli.testsend import test_send_command
 
 
 @click.group()
@@ -38,6 +39,7 @@ for command in (
     demo_command,
 ):
     cli.add_command(command)
+editions_group.add_command(test_send_command)
 
 
 def main() -> None:
