@@ -13,6 +13,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from service import tokens, tracking
 from service.app import csrf
 from service.mail.mime import DELIVERY_PURPOSE
+from service.web import i18n
 from service.web.deps import db, settings
 
 blueprint = Blueprint("public", __name__)
@@ -36,6 +37,7 @@ def unsubscribe_page(token: str) -> str:
         ref = tracking.lookup(db(), delivery_id)
     except tracking.UnknownDelivery:
         abort(404)
+    i18n.use_newsletter_locale(db(), ref.newsletter_id)
     return render_template("web/unsubscribe.html", token=token, ref=ref, done=False)
 
 
@@ -47,6 +49,7 @@ def unsubscribe(token: str) -> tuple[str, int]:
     session = db()
     try:
         reason = (request.form.get("reason") or "").strip()[:500] or None
+        i18n.use_newsletter_locale(session, tracking.lookup(session, delivery_id).newsletter_id)
         tracking.unsubscribe(session, delivery_id, reason=reason)
         session.commit()
     except tracking.UnknownDelivery:
@@ -88,6 +91,7 @@ def feedback(token: str, answer: str) -> str:
     delivery_id = _delivery_id(token)
     session = db()
     try:
+        i18n.use_newsletter_locale(session, tracking.lookup(session, delivery_id).newsletter_id)
         tracking.record_feedback(session, delivery_id, liked=answer == "yes")
         session.commit()
     except tracking.UnknownDelivery:
