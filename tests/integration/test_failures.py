@@ -360,22 +360,26 @@ def test_the_second_relay_takes_over_when_the_first_refuses_connections(
 
 
 class _ClickWhileSending:
-    """A rate limiter that lets everything through and runs `click` before message `at`.
+    """The real SMTP transport, with an editor clicking just before message `at` goes out.
 
-    It stands in for an editor clicking while the loop sends: the limiter is the
-    loop's one hook before each message.
+    The transport is the loop's one hook per message, so the click lands exactly
+    where a person's would: in the middle of a chunk.
     """
 
-    def __init__(self, at: int, click: Callable[[], None]) -> None:
+    def __init__(self, settings: Settings, at: int, click: Callable[[], None]) -> None:
+        self.smtp = SmtpTransport(settings.smtp_relays)
         self.at = at
         self.click = click
         self.calls = 0
 
-    def acquire(self, patience: float = 0.0) -> bool:
+    def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None:
         self.calls += 1
         if self.calls == self.at:
             self.click()
-        return True
+        self.smtp.send(mail_from, rcpt_to, data)
+
+    def close(self) -> None:
+        self.smtp.close()
 
 
 @pytest.mark.parametrize("action", ["pause", "cancel"])
@@ -400,9 +404,11 @@ def test_pause_and_cancel_stop_the_loop_within_a_chunk(
             else:
                 sending.cancel(session, edition)
 
-    report = dispatch.send_pending(
-        sessions, settings, edition_id, limiter=_ClickWhileSending(clicked_before, click)
-    )
+    transport = _ClickWhileSending(settings, clicked_before, click)
+    try:
+        report = dispatch.send_pending(sessions, settings, edition_id, transport=transport)
+    finally:
+        transport.close()
 
     # The chunk under way finishes; the next one sees the click and nothing more goes out.
     assert report.stopped
