@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from service.web import archive, auth, dashboard, deps, i18n, outbox, public, reader, subscribers
+from service.web import (
+    archive,
+    auth,
+    dashboard,
+    deps,
+    i18n,
+    outbox,
+    preview,
+    public,
+    reader,
+    subscribers,
+)
 
 
 def register(app: Flask) -> None:
     """Attach every blueprint and the response hardening."""
-    for module in (public, archive, auth, dashboard, outbox, reader, subscribers):
+    for module in (public, archive, auth, dashboard, outbox, reader, subscribers, preview):
         app.register_blueprint(module.blueprint)
     i18n.init_app(app)
     app.after_request(_security_headers)
