@@ -95,7 +95,7 @@ _FR: Mapping[str, str] = MappingProxyType(
             "{newsletter}. Habillez-le à votre goût, mais gardez le champ caché : "
             "il arrête les robots."
         ),
-        "Pause": "Faire une pause",
+        "Pause": "Mettre en pause",
         "Preview": "Aperçu",
         "Receive nothing for": "Ne rien recevoir pendant",
         "Resume now": "Reprendre maintenant",
