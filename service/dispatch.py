@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service import deliveries, sending
 from service.config import Settings
-from service.mail.mime import DkimKey, PreparedEdition, personalise, prepare
+from service.mail.mime import DkimKey, Envelope, PreparedEdition, personalise, prepare
 from service.mail.transport import (
     PermanentFailure,
     RelayUnavailable,
@@ -39,6 +39,10 @@ RECHECK_EVERY = 20
 # a few minutes, so an immediate retry would only spend an attempt.
 RETRY_BASE_SECONDS = 60.0
 RETRY_MAX_SECONDS = 3600.0
+# Longer waits for the shared limits (an hourly quota used up, every connection slot
+# taken) give the claimed rows back instead of holding them: beat hands them out again.
+RATE_PATIENCE_SECONDS = 30.0
+CONNECTION_PATIENCE_SECONDS = 5.0
 
 
 class Transport(Protocol):
@@ -50,9 +54,31 @@ class Transport(Protocol):
 
 
 class RateLimiter(Protocol):
-    """Blocks until one more message may go out under the shared limits."""
+    """The shared per-second and per-hour limits (service.ratelimit)."""
 
-    def acquire(self) -> None: ...
+    def acquire(self, patience: float) -> str | None:
+        """Wait for the right to send one message; None if that takes over `patience` s."""
+        ...
+
+    def done(self, ticket: str) -> None:
+        """The message granted under this ticket is no longer in flight."""
+        ...
+
+
+class ConnectionCap(Protocol):
+    """The shared cap on open SMTP connections (service.ratelimit)."""
+
+    def acquire(self, patience: float) -> bool:
+        """Take a connection slot, waiting up to `patience` s; False if none frees up."""
+        ...
+
+    def renew(self) -> bool:
+        """Keep the slot (cheap when recently renewed); False if it was lost."""
+        ...
+
+    def release(self) -> None:
+        """Give the slot back."""
+        ...
 
 
 @dataclass
@@ -65,6 +91,7 @@ class BatchReport:
     skipped: int = 0
     relay_down: bool = False
     stopped: bool = False  # the edition was paused or cancelled while this run sent
+    throttled: bool = False  # the shared limits held this run back; the rest waits for beat
     errors: list[str] = field(default_factory=list)
 
 
@@ -116,6 +143,7 @@ def send_pending(
     *,
     transport: Transport | None = None,
     limiter: RateLimiter | None = None,
+    connections: ConnectionCap | None = None,
     worker: str | None = None,
     max_batches: int | None = None,
 ) -> BatchReport:
@@ -127,6 +155,9 @@ def send_pending(
         if edition is None or edition.status != EditionStatus.SENDING:
             return report
         prepared = prepare_edition(edition, settings)
+    if connections is not None and not connections.acquire(CONNECTION_PATIENCE_SECONDS):
+        report.throttled = True  # every connection slot is busy sending: nothing claimed
+        return report
     own_transport = transport is None
     smtp: Transport = transport or SmtpTransport(settings.smtp_relays)
     batches = 0
@@ -146,12 +177,16 @@ def send_pending(
                 )
             if not claimed:
                 break
-            _send_batch(factory, settings, prepared, claimed, smtp, limiter, worker, report)
-            if report.relay_down or report.stopped:
+            _send_batch(
+                factory, settings, prepared, claimed, smtp, limiter, connections, worker, report
+            )
+            if report.relay_down or report.stopped or report.throttled:
                 break
     finally:
         if own_transport:
             smtp.close()
+        if connections is not None:
+            connections.release()
     with factory() as session, session.begin():
         edition = session.get(Edition, edition_id)
         if edition is not None:
@@ -169,6 +204,7 @@ def _send_batch(
     claimed: list[deliveries.Claimed],
     smtp: Transport,
     limiter: RateLimiter | None,
+    connections: ConnectionCap | None,
     worker: str,
     report: BatchReport,
 ) -> None:
@@ -187,11 +223,18 @@ def _send_batch(
             if row.id not in live:
                 report.skipped += 1
                 continue
-            if limiter is not None:
-                limiter.acquire()
             envelope = personalise(prepared, row.id, row.email, row.name, _now())
+            # Wait after building the message, so it reaches the relay right at its slot.
+            ticket = None
+            if (connections is not None and not connections.renew()) or (
+                limiter is not None and (ticket := limiter.acquire(RATE_PATIENCE_SECONDS)) is None
+            ):
+                report.throttled = True
+                with factory() as session, session.begin():
+                    deliveries.release(session, [c.id for c in claimed[start + index :]], worker)
+                return
             try:
-                smtp.send(envelope.mail_from, envelope.rcpt_to, envelope.data)
+                _deliver(smtp, envelope, limiter, ticket)
             except RelayUnavailable as exc:
                 report.relay_down = True
                 report.errors.append(str(exc))
@@ -226,6 +269,16 @@ def _send_batch(
             with factory() as session, session.begin():
                 deliveries.mark_sent(session, row.id, worker, envelope.message_id)
             report.sent += 1
+
+
+def _deliver(
+    smtp: Transport, envelope: Envelope, limiter: RateLimiter | None, ticket: str | None
+) -> None:
+    try:
+        smtp.send(envelope.mail_from, envelope.rcpt_to, envelope.data)
+    finally:
+        if limiter is not None and ticket is not None:
+            limiter.done(ticket)
 
 
 def _now() -> datetime:

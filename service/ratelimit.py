@@ -20,6 +20,7 @@ import socket
 import time
 import typing
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -27,13 +28,13 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Table,
-    case,
+    and_,
     cast,
     delete,
-    exists,
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -100,12 +101,15 @@ def purge(session: Session, older_than_seconds: int, *, now: float | None = None
 
 # Delivery limits, shared by every worker process on every machine.
 #
-# Per second: each message reserves the next free slot, max(now, last slot +
-# interval), in one atomic step, then sleeps until it: sends are evenly spaced,
-# never bunched at the edge of a window. The interval is (1 + GUARD_SECONDS) / rate,
-# so any rate + 1 consecutive slots span 1 s plus the guard: the relay counts
-# arrivals, which trail the slots by a few milliseconds that vary from one message
-# to the next, and the guard absorbs that variation.
+# Per second: the relay counts arrivals, and "at most N in any second" must hold
+# there, whatever the delays between our clock and its. Each message reserves a
+# slot, at least 1/N after the previous one, so sends are evenly spaced; the slot
+# is also at least one second after the completion of the N-th previous message,
+# where a message counts as in flight (arriving at any moment) from its
+# reservation until the sender reports it done. A message arrives after its slot
+# and before it is reported, so no second at the relay can ever see N + 1 of
+# them. The price is the delay between slot and report (a few milliseconds) out of
+# each second, instead of a fixed safety margin that a slow moment could exceed.
 #
 # Per hour: sixty-one one-minute buckets. A message may go when the buckets that
 # can hold sends of the last hour (this minute and the sixty before) count fewer
@@ -114,15 +118,18 @@ def purge(session: Session, older_than_seconds: int, *, now: float | None = None
 # Connections: each process that opens an SMTP connection holds a lease that it
 # renews while it sends; a killed process's lease simply runs out.
 #
-# In the database the slot row keeps the microsecond time of the last reserved
-# slot in `window_start` (the one 64-bit column of RateWindow), the minute buckets
-# are ordinary windows, and each connection lease is a row whose `window_start`
-# is the epoch second at which it expires.
+# In the database, rows whose `window_start` holds microseconds (the one 64-bit
+# column of RateWindow) are the slot row (the last reserved slot) and one row per
+# message (count 0: in flight until that time; count 1: done at that time); the
+# minute buckets are ordinary windows, and a connection lease is a row whose
+# `window_start` is the epoch second at which it expires.
 
-GUARD_SECONDS = 0.05
 CONNECTION_LEASE_SECONDS = 20
-_MINUTE_US = 60_000_000
+IN_FLIGHT_SECONDS = 120  # a reservation never reported done (its worker died) counts this long
+_SECOND_US = 1_000_000
+_MINUTE_US = 60 * _SECOND_US
 _BUCKETS = 61  # this minute and the sixty before: every send of the last rolling hour
+_FULL_RETRY_US = 10_000  # every allowed message is in flight: ask again this much later
 
 
 def limits_key(settings: Settings) -> str:
@@ -159,8 +166,23 @@ def connection_cap_for(
     return DatabaseConnectionCap(factory, key, settings.max_connections)
 
 
-def _interval_us(per_second: float, guard: float) -> int:
-    return round(1e6 * (1 + guard) / per_second) if per_second > 0 else 0
+@dataclass(frozen=True)
+class _PerSecond:
+    """A per-second rate as "at most `count` messages in any `window_us`"."""
+
+    count: int
+    window_us: int
+
+    @classmethod
+    def of(cls, per_second: float) -> _PerSecond:
+        if per_second <= 0:
+            return cls(0, 0)
+        count = max(1, math.floor(per_second))  # 14.5/s means 14 in a second, 0.5/s 1 in 2 s
+        return cls(count, round(_SECOND_US * max(1.0, count / per_second)))
+
+    @property
+    def interval_us(self) -> int:
+        return self.window_us // self.count if self.count else 0
 
 
 def _sleep_until(deadline: float) -> None:
@@ -172,33 +194,34 @@ def _sleep_until(deadline: float) -> None:
 class _Granting:
     """The waiting loop shared by both rate limiters."""
 
-    def _reserve(self) -> tuple[bool, float]:
+    def _reserve(self, ticket: str) -> tuple[bool, float]:
         raise NotImplementedError
 
-    def acquire(self, patience: float) -> bool:
-        """Wait for the right to send one message; False if that takes over `patience` s."""
+    def acquire(self, patience: float) -> str | None:
+        """Wait for the right to send one message and return its ticket, to pass to done();
+        None, without waiting, if the limits allow nothing within `patience` seconds."""
+        ticket = uuid.uuid4().hex[:16]
         give_up = time.monotonic() + patience
         while True:
-            granted, wait = self._reserve()
+            granted, wait = self._reserve(ticket)
             until = time.monotonic() + wait
             if granted:
                 _sleep_until(until)
-                return True
+                return ticket
             if until > give_up:
-                return False
+                return None
             _sleep_until(until)
 
 
-_RATE_SCRIPT = """
+_RESERVE_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local per_hour = tonumber(ARGV[2])
+local count, window, per_hour = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if per_hour > 0 then
   local minute = math.floor(now / 60000000)
   local fields = {}
   for i = 60, 0, -1 do fields[#fields + 1] = minute - i end
-  local counts = redis.call('HMGET', KEYS[2], unpack(fields))
+  local counts = redis.call('HMGET', KEYS[4], unpack(fields))
   local total = 0
   for i = 1, #counts do total = total + (tonumber(counts[i]) or 0) end
   if total >= per_hour then
@@ -210,76 +233,113 @@ if per_hour > 0 then
   end
 end
 local slot = now
-if interval > 0 then
+if count > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+  local flying = redis.call('ZCARD', KEYS[2])
+  if flying >= count then return {0, tonumber(ARGV[6])} end
   local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-  if last + interval > slot then slot = last + interval end
+  if last + math.floor(window / count) > slot then slot = last + math.floor(window / count) end
+  local done = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. string.format('%d', slot - window),
+                          '+inf', 'WITHSCORES')
+  local excess = flying + #done / 2 - (count - 1)
+  if excess > 0 then
+    local freed = tonumber(done[excess * 2]) + window
+    if freed > slot then slot = freed end
+  end
   redis.call('SET', KEYS[1], string.format('%d', slot), 'PX', 3600000)
+  redis.call('ZADD', KEYS[2], string.format('%d', now + tonumber(ARGV[5])), ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], 3600000)
 end
 if per_hour > 0 then
   local minute = math.floor(slot / 60000000)
-  redis.call('HINCRBY', KEYS[2], minute, 1)
-  redis.call('HDEL', KEYS[2], minute - 61)
-  redis.call('PEXPIRE', KEYS[2], 3720000)
+  redis.call('HINCRBY', KEYS[4], minute, 1)
+  redis.call('HDEL', KEYS[4], minute - 61)
+  redis.call('PEXPIRE', KEYS[4], 3720000)
 end
 return {1, slot - now}
 """
 
+_DONE_SCRIPT = """
+local t = redis.call('TIME')
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('ZADD', KEYS[2], t[1] .. string.format('%06d', tonumber(t[2])), ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], 3600000)
+end
+return 1
+"""
+
 
 class RedisRateLimiter(_Granting):
-    """Per-second and per-hour limits kept in Redis, one Lua script per message."""
+    """Per-second and per-hour limits kept in Redis, one Lua script call per step."""
 
-    def __init__(
-        self,
-        redis_url: str,
-        key: str,
-        per_second: float,
-        per_hour: int,
-        *,
-        guard: float = GUARD_SECONDS,
-    ) -> None:
+    def __init__(self, redis_url: str, key: str, per_second: float, per_hour: int) -> None:
         client = redis.Redis.from_url(redis_url)
-        # One hash tag for both keys, so a Redis Cluster keeps them on one node.
-        self._keys = [f"hebdo:rate:{{{key}}}:slot", f"hebdo:rate:{{{key}}}:minutes"]
-        self._args = [_interval_us(per_second, guard), int(per_hour)]
-        self._script = client.register_script(_RATE_SCRIPT)
+        # One hash tag for every key, so that a Redis Cluster keeps them on one node.
+        self._keys = [
+            f"hebdo:rate:{{{key}}}:{part}" for part in ("slot", "flying", "done", "minutes")
+        ]
+        rate = _PerSecond.of(per_second)
+        self._args: list[int] = [
+            rate.count,
+            rate.window_us,
+            int(per_hour),
+            IN_FLIGHT_SECONDS * _SECOND_US,
+            _FULL_RETRY_US,
+        ]
+        self._reserve_script = client.register_script(_RESERVE_SCRIPT)
+        self._done_script = client.register_script(_DONE_SCRIPT)
 
-    def _reserve(self) -> tuple[bool, float]:
-        granted, wait_us = self._script(keys=self._keys, args=self._args)
+    def _reserve(self, ticket: str) -> tuple[bool, float]:
+        granted, wait_us = self._reserve_script(keys=self._keys, args=[ticket, *self._args])
         return bool(granted), max(0, int(wait_us)) / 1e6
+
+    def done(self, ticket: str) -> None:
+        """Report the message of this ticket accepted or refused: it is no longer in flight."""
+        self._done_script(keys=self._keys[1:3], args=[ticket])
 
 
 class DatabaseRateLimiter(_Granting):
     """The same limits kept in the RateWindow table (the embedded default)."""
 
     def __init__(
-        self,
-        factory: sessionmaker[Session],
-        key: str,
-        per_second: float,
-        per_hour: int,
-        *,
-        guard: float = GUARD_SECONDS,
+        self, factory: sessionmaker[Session], key: str, per_second: float, per_hour: int
     ) -> None:
         self._factory = factory
+        self._key = key
         self._slot_key = f"{key}:slot"
+        self._ticket_prefix = f"{key}:ticket:"
         self._minute_key = f"{key}:minute"
-        self._interval_us = _interval_us(per_second, guard)
+        self._rate = _PerSecond.of(per_second)
         self._per_hour = int(per_hour)
         self._swept_minute = 0
 
-    def _reserve(self) -> tuple[bool, float]:
+    def _reserve(self, ticket: str) -> tuple[bool, float]:
         with self._factory() as session, session.begin():
+            _serialise(session, self._key)
             now_us = _now_us(session)
             if self._per_hour:
                 wait = self._hour_wait(session, now_us)
                 if wait > 0:
                     return False, wait
             slot_us = now_us
-            if self._interval_us:
-                slot_us, now_us = self._next_slot(session)
+            if self._rate.count:
+                slot = self._next_slot(session, ticket, now_us)
+                if slot is None:
+                    return False, _FULL_RETRY_US / 1e6
+                slot_us = slot
             if self._per_hour:
                 self._count(session, slot_us)
         return True, (slot_us - now_us) / 1e6
+
+    def done(self, ticket: str) -> None:
+        """Report the message of this ticket accepted or refused: it is no longer in flight."""
+        with self._factory() as session, session.begin():
+            session.execute(
+                update(_table)
+                .where(_table.c.key == self._ticket_prefix + ticket, _table.c.count == 0)
+                .values(window_start=_now_sql(session), count=1)
+            )
 
     def _hour_wait(self, session: Session, now_us: int) -> float:
         minute = now_us // _MINUTE_US
@@ -300,29 +360,43 @@ class DatabaseRateLimiter(_Granting):
                 return float(start + _BUCKETS * 60 - now_us / 1e6)
         return 0.0
 
-    def _next_slot(self, session: Session) -> tuple[int, int]:
-        now = _now_sql(session)  # read after the row lock is ours, not before
-        later = _table.c.window_start + self._interval_us
-        take = (
-            update(_table)
-            .where(_table.c.key == self._slot_key)
-            .values(window_start=case((later > now, later), else_=now))
-            .returning(_table.c.window_start, now)
-        )
-        row = session.execute(take).one_or_none()
-        if row is None:
-            # The first send ever: create the row once, however many workers race for it.
-            _serialise(session, self._slot_key)
-            session.execute(
-                insert(_table).from_select(
-                    ["key", "window_start", "count"],
-                    select(literal(self._slot_key), literal(0), literal(0)).where(
-                        ~exists().where(_table.c.key == self._slot_key)
-                    ),
-                )
+    def _next_slot(self, session: Session, ticket: str, now_us: int) -> int | None:
+        count, window = self._rate.count, self._rate.window_us
+        tickets = _table.c.key.startswith(self._ticket_prefix, autoescape=True)
+        flying, finished = _table.c.count == 0, _table.c.count == 1
+        session.execute(
+            delete(_table).where(
+                tickets,
+                or_(
+                    and_(flying, _table.c.window_start <= now_us),
+                    and_(finished, _table.c.window_start <= now_us - window),
+                ),
             )
-            row = session.execute(take).one()
-        return int(row[0]), int(row[1])
+        )
+        in_flight = session.scalar(select(func.count()).where(tickets, flying)) or 0
+        if in_flight >= count:
+            return None
+        last = session.scalar(select(_table.c.window_start).where(_table.c.key == self._slot_key))
+        slot = now_us if last is None else max(now_us, last + self._rate.interval_us)
+        done = session.scalars(
+            select(_table.c.window_start)
+            .where(tickets, finished, _table.c.window_start > slot - window)
+            .order_by(_table.c.window_start)
+        ).all()
+        excess = in_flight + len(done) - (count - 1)
+        if excess > 0:
+            slot = max(slot, done[excess - 1] + window)
+        if last is None:
+            session.execute(insert(_table).values(key=self._slot_key, window_start=slot, count=0))
+        else:
+            session.execute(
+                update(_table).where(_table.c.key == self._slot_key).values(window_start=slot)
+            )
+        expires = now_us + IN_FLIGHT_SECONDS * _SECOND_US
+        session.execute(
+            insert(_table).values(key=self._ticket_prefix + ticket, window_start=expires, count=0)
+        )
+        return slot
 
     def _count(self, session: Session, slot_us: int) -> None:
         minute = slot_us // _MINUTE_US

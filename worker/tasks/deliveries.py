@@ -10,7 +10,13 @@ from worker.celery_app import app
 @app.task(name="hebdo.send_pending")
 def send_pending(edition_id: int) -> dict[str, int]:
     """Send the edition's due rows until none is left to claim."""
-    report = dispatch.send_pending(runtime.sessions(), runtime.settings(), edition_id)
+    report = dispatch.send_pending(
+        runtime.sessions(),
+        runtime.settings(),
+        edition_id,
+        limiter=runtime.limiter(),
+        connections=runtime.connection_cap(),
+    )
     return {"sent": report.sent, "retried": report.retried, "failed": report.failed}
 
 
