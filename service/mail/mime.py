@@ -76,11 +76,24 @@ class Envelope:
 
 
 def _fold(name: str, value: str) -> bytes:
-    if value.isascii() and len(name) + len(value) < 76 and "\n" not in value:
-        return f"{name}: {value}\r\n".encode("ascii")  # the common case, without the parser
+    if value.isascii() and "\n" not in value and "\r" not in value:
+        return _fold_ascii(name, value)  # the common case, without the email parser
     # Going through the header factory applies RFC 2047 to non-ASCII words.
     folded: str = SMTP.header_factory(name, value).fold(policy=SMTP)
     return folded.encode("ascii")
+
+
+def _fold_ascii(name: str, value: str, width: int = 78) -> bytes:
+    # Break at spaces so no line passes 78 characters (RFC 5322 2.1.1); a word
+    # longer than a line stays whole, which the 998-character limit allows.
+    lines, current = [], f"{name}:"
+    for word in value.split(" "):
+        if len(current) + 1 + len(word) > width and current.strip() and current != f"{name}:":
+            lines.append(current)
+            current = ""
+        current = f"{current} {word}"
+    lines.append(current)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 def prepare(
