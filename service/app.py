@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.config import Settings
 from service.db import make_engine, session_factory
@@ -27,6 +28,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["hebdo.settings"] = settings
     app.extensions["hebdo.sessions"] = session_factory(make_engine(settings.database_url))
     csrf.init_app(app)
+    if settings.proxies:
+        # Behind nginx or a load balancer the client address (per-IP limits, consent
+        # records) and the scheme come from the proxy's headers, and only from them.
+        n = settings.proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     from service.web import register
 

@@ -79,6 +79,7 @@ class Settings:
     dkim_private_key_path: Path | None = None
     email_templates_path: Path = field(default=PROJECT_ROOT / "templates" / "email")
     maildir_path: Path | None = None  # where the embedded sink keeps mail (Outbox page)
+    proxies: int = 0  # reverse proxies in front of the web app (trust their X-Forwarded-*)
     testing: bool = False
 
     @classmethod
@@ -112,6 +113,7 @@ class Settings:
             dkim_domain=env.get("DKIM_DOMAIN"),
             dkim_private_key_path=Path(dkim_key) if dkim_key else None,
             maildir_path=Path(env.get("HEBDO_MAILDIR", str(instance / "maildir"))),
+            proxies=int(env.get("HEBDO_PROXIES", "0")),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -46,3 +46,17 @@ def test_production_variables_are_read(tmp_path: Path) -> None:
 def test_a_bad_smtp_url_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="SMTP_URL must start with smtp://"):
         SmtpRelay.from_url("http://relay.example")
+
+
+def test_proxy_headers_are_trusted_only_when_configured(tmp_path: Path) -> None:
+    from flask import request
+
+    from service.app import create_app
+
+    env = {"HEBDO_INSTANCE": str(tmp_path), "SECRET_KEY": "k"}
+    seen: list[str | None] = []
+    for proxies in ("0", "1"):
+        app = create_app(Settings.from_env({**env, "HEBDO_PROXIES": proxies}))
+        app.before_request(lambda: seen.append(request.remote_addr))
+        app.test_client().get("/login", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert seen == ["127.0.0.1", "203.0.113.9"]
