@@ -9,7 +9,6 @@ so a worker whose lease was taken over cannot overwrite the new owner's result.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -201,10 +200,18 @@ def _owned(delivery_id: int, worker: str):  # type: ignore[no-untyped-def]
 def mark_sent(
     session: Session, delivery_id: int, worker: str, message_id: str, now: datetime | None = None
 ) -> bool:
-    """Record that the relay accepted the message."""
+    """Record that the relay accepted the message.
+
+    A row cancelled (unsubscribe, edition cancelled) while this worker held it
+    and had already handed it to SMTP is still recorded as sent: it went out.
+    """
     result = session.execute(
         update(Delivery)
-        .where(_owned(delivery_id, worker))
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.claimed_by == worker,
+            Delivery.status.in_([DeliveryStatus.SENDING, DeliveryStatus.CANCELLED]),
+        )
         .values(
             status=DeliveryStatus.SENT,
             sent_at=now or utcnow(),
@@ -228,11 +235,6 @@ def mark_failed(session: Session, delivery_id: int, worker: str, error: str) -> 
     return affected_rows(result) > 0
 
 
-def backoff_seconds(attempts: int, base: float = 30.0, cap: float = 3600.0) -> float:
-    """Exponential backoff with full jitter for the given attempt count."""
-    return random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1)))  # noqa: S311 - jitter, not crypto
-
-
 def mark_retry(
     session: Session,
     delivery_id: int,
@@ -241,15 +243,15 @@ def mark_retry(
     *,
     attempts: int,
     max_attempts: int,
+    delay_seconds: float,
     now: datetime | None = None,
-    delay_seconds: float | None = None,
 ) -> bool:
     """Put a temporarily failed row back in the queue, or fail it when out of attempts."""
     if attempts >= max_attempts:
         return mark_failed(
             session, delivery_id, worker, f"gave up after {attempts} attempts: {error}"
         )
-    delay = backoff_seconds(attempts) if delay_seconds is None else delay_seconds
+    delay = delay_seconds
     result = session.execute(
         update(Delivery)
         .where(_owned(delivery_id, worker))

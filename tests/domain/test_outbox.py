@@ -58,3 +58,19 @@ def test_two_claimers_never_share_a_row_and_expired_leases_come_back(
     row = session.get(Delivery, first[0].id)
     assert row is not None
     assert row.status == DeliveryStatus.SENT
+
+
+def test_a_row_cancelled_after_it_was_handed_to_smtp_is_recorded_as_sent(
+    backend: str, settings: Settings, session: Session
+) -> None:
+    _, people, edition = _frozen_edition(session, settings, 1)
+    deliveries.start(session, edition)
+    (row,) = deliveries.claim(session, edition.id, "w1", limit=5, lease_seconds=60)
+    # The reader unsubscribes while the worker is talking to the relay…
+    subscriptions.unsubscribe(session, people[0].subscriptions[0])
+    assert session.get(Delivery, row.id).status == DeliveryStatus.CANCELLED  # type: ignore[union-attr]
+    # …and the relay accepts the message: the truth is that it was sent.
+    assert deliveries.mark_sent(session, row.id, "w1", "<m@x>")
+    assert not deliveries.mark_sent(session, row.id, "w2", "<m@x>")
+    session.expire_all()
+    assert session.get(Delivery, row.id).status == DeliveryStatus.SENT  # type: ignore[union-attr]
