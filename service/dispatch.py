@@ -90,6 +90,7 @@ class BatchReport:
     failed: int = 0
     skipped: int = 0
     relay_down: bool = False
+    sender_refused: bool = False  # the relay refused MAIL FROM: a configuration problem
     stopped: bool = False  # the edition was paused or cancelled while this run sent
     throttled: bool = False  # the shared limits held this run back; the rest waits for beat
     errors: list[str] = field(default_factory=list)
@@ -180,7 +181,7 @@ def send_pending(
             _send_batch(
                 factory, settings, prepared, claimed, smtp, limiter, connections, worker, report
             )
-            if report.relay_down or report.stopped or report.throttled:
+            if report.relay_down or report.sender_refused or report.stopped or report.throttled:
                 break
     finally:
         if own_transport:
@@ -192,6 +193,10 @@ def send_pending(
         if edition is not None:
             if report.relay_down:
                 sending.pause_for_relay(session, edition, report.errors[-1])
+            elif report.sender_refused and edition.status == EditionStatus.SENDING:
+                sending.pause(
+                    session, edition, f"paused: the relay refuses the sender ({report.errors[-1]})"
+                )
             else:
                 deliveries.finish_if_done(session, edition)
     return report
@@ -245,6 +250,17 @@ def _send_batch(
                     deliveries.release(session, rest, worker)
                 return
             except PermanentFailure as exc:
+                if exc.stage == "mail":
+                    # The relay refuses our sender, not this reader: every other row would
+                    # fail the same way. Pause for an editor to fix the configuration.
+                    report.sender_refused = True
+                    report.errors.append(str(exc))
+                    rest = [c.id for c in chunk[index:]] + [
+                        c.id for c in claimed[start + RECHECK_EVERY :]
+                    ]
+                    with factory() as session, session.begin():
+                        deliveries.release(session, rest, worker)
+                    return
                 report.failed += 1
                 with factory() as session, session.begin():
                     if (

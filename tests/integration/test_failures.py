@@ -439,3 +439,35 @@ def test_pause_and_cancel_stop_the_loop_within_a_chunk(
     assert report.sent == readers - 2 * chunk
     assert _received(smtp_server) == {f"r{n}@example.org": 1 for n in range(readers)}
     assert _edition(sessions, edition_id).status == EditionStatus.SENT
+
+
+def test_a_relay_refusing_our_sender_pauses_the_send_instead_of_failing_everyone(
+    backend: str,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    smtp_server: RecordingSmtpServer,
+) -> None:
+    smtp_server.sender_response = "550 5.7.1 Sender domain not allowed for this account"
+    edition_id = _start(sessions, settings)
+
+    report = dispatch.send_pending(sessions, settings, edition_id)
+
+    assert (report.sent, report.failed) == (0, 0)
+    edition = _edition(sessions, edition_id)
+    assert edition.status == EditionStatus.PAUSED
+    assert "refuses the sender" in edition.status_detail
+    assert edition.resume_at is None  # an editor fixes the configuration, then resumes
+    rows = _rows(sessions, edition_id)
+    assert {row.status for row in rows.values()} == {DeliveryStatus.QUEUED}
+    assert {row.attempts for row in rows.values()} == {0}
+    with sessions() as session:
+        assert session.scalar(select(Suppression).limit(1)) is None
+
+    smtp_server.sender_response = None
+    with sessions() as session, session.begin():
+        edition = session.get(Edition, edition_id)
+        assert edition is not None
+        sending.resume(session, edition)
+    dispatch.send_pending(sessions, settings, edition_id)
+    assert _edition(sessions, edition_id).status == EditionStatus.SENT
+    assert len(smtp_server.messages) == READERS

@@ -67,6 +67,20 @@ class _RecordingHandler:
     def __init__(self, owner: RecordingSmtpServer) -> None:
         self._owner = owner
 
+    async def handle_MAIL(  # noqa: N802 (aiosmtpd looks hooks up by this name)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if self._owner.sender_response is not None:
+            return self._owner.sender_response
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
     async def handle_RCPT(  # noqa: N802 (aiosmtpd looks hooks up by this name)
         self,
         server: SMTP,
@@ -118,6 +132,8 @@ class RecordingSmtpServer:
         self.port = port or 0
         # Replies given at RCPT instead of accepting, e.g. {"x@example.org": "451 4.7.1 Later"}.
         self.recipient_responses: dict[str, str] = dict(recipient_responses or {})
+        # A reply given to every MAIL FROM instead of accepting it (a relay refusing our sender).
+        self.sender_response: str | None = None
         self._lock = threading.Condition()
         self._messages: list[RecordedMessage] = []
         self._temporary_failures: dict[str, list[str]] = {}
