@@ -26,7 +26,7 @@ from service.app import csrf
 from service.mail.transport import SmtpTransport
 from service.models import Newsletter, Subscription, SubscriptionStatus, utcnow
 from service.web.deps import db, settings
-from service.web.reader_text import translator
+from service.web.i18n import translator
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from service.web import i18n
 
 WEB = Path(__file__).resolve().parents[2] / "service" / "web"
 # The pages whose `_` is service.web.i18n.gettext (the reader pages under web/reader/
-# bring their own catalogue, service/web/reader_text.py).
+# share this catalogue through i18n.translator).
 PAGES = [
     "preview.py",
     "archive.py",
@@ -21,6 +21,8 @@ PAGES = [
     "templates/web/archive_index.html",
     "templates/web/unsubscribe.html",
     "templates/web/feedback.html",
+    "reader.py",
+    *sorted(str(p.relative_to(WEB)) for p in (WEB / "templates/web/reader").glob("*.html")),
 ]
 MESSAGE = re.compile(r"""\b_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')""")
 

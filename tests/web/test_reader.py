@@ -34,7 +34,7 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
-from service.web import reader_text
+from service.web import i18n
 from tests import factories
 from tests.support.smtp import RecordedMessage, RecordingSmtpServer
 
@@ -477,5 +477,5 @@ def test_every_message_of_the_reader_templates_has_a_french_translation() -> Non
     for template in TEMPLATES.glob("*.html"):
         messages |= set(re.findall(r'_\("((?:[^"\\]|\\.)*)"', template.read_text("utf-8")))
     assert messages
-    missing = sorted(messages - set(reader_text.CATALOGUES["fr"]))
+    missing = sorted(messages - set(i18n.catalogue("fr")))
     assert missing == []
