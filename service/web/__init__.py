@@ -7,6 +7,7 @@ from flask import Flask, Response
 from service.web import (
     archive,
     auth,
+    composer,
     dashboard,
     deps,
     i18n,
@@ -20,7 +21,17 @@ from service.web import (
 
 def register(app: Flask) -> None:
     """Attach every blueprint and the response hardening."""
-    for module in (public, archive, auth, dashboard, outbox, reader, subscribers, preview):
+    for module in (
+        public,
+        archive,
+        auth,
+        dashboard,
+        outbox,
+        reader,
+        subscribers,
+        preview,
+        composer,
+    ):
         app.register_blueprint(module.blueprint)
     i18n.init_app(app)
     app.after_request(_security_headers)
