@@ -358,8 +358,9 @@ def _newsletter(slug: str) -> Newsletter:
         abort(404)
 
 
-def _edition(edition_id: int) -> Edition:
-    found = db().get(Edition, edition_id)
+def _edition(edition_id: int, *, for_update: bool = False) -> Edition:
+    # Saving locks the row (PostgreSQL) so two saves cannot both pass the revision check.
+    found = db().get(Edition, edition_id, with_for_update=for_update)
     if found is None:
         abort(404)
     return found
@@ -455,7 +456,7 @@ def edit(edition_id: int) -> str:
 @editor_required
 def save(edition_id: int) -> Response | tuple[str, int]:
     """Save the form; on a refusal show the typed text again with the reason."""
-    edition = _edition(edition_id)
+    edition = _edition(edition_id, for_update=request.form.get("op", "save") == "save")
     op = request.form.get("op", "save")
     if op != "save":
         data = apply_op(form_to_data(request.form), op)
@@ -496,7 +497,7 @@ def save(edition_id: int) -> Response | tuple[str, int]:
 @editor_required
 def autosave(edition_id: int) -> tuple[Response, int]:
     """The page's periodic save: the same fields, answered in JSON."""
-    edition = _edition(edition_id)
+    edition = _edition(edition_id, for_update=True)
     try:
         _save(edition, request.form)
     except _Conflict:

@@ -201,3 +201,18 @@ def test_editor_pastes_a_draft_reviews_it_and_opens_the_new_edition(
     page.get_by_role("button", name="Create the draft edition").click()
     expect(page.locator("#items [data-row=item]")).to_have_count(6)
     expect(page.get_by_role("status").first).to_contain_text("6 news items")
+
+
+@pytest.mark.browser
+def test_going_to_the_preview_saves_the_typed_text_first(
+    browser: Browser, base_url: str, sessions: sessionmaker[Session], edition_id: int
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    _log_in(page, base_url, f"/compose/editions/{edition_id}")
+    _autosave_after(page, 600)
+
+    page.fill("input[name=subject]", "Un objet tapé juste avant l'aperçu")
+    page.get_by_role("link", name="Preview and test send").click()
+
+    page.wait_for_url(f"{base_url}/editions/{edition_id}/preview")
+    assert _stored(sessions, edition_id)["subject"] == "Un objet tapé juste avant l'aperçu"

@@ -1,7 +1,8 @@
 """The composer: editors write an edition in the browser, and paste drafts into one.
 
 Every request goes through the real app (CSRF on, a logged-in editor) against a
-migrated SQLite database; what was saved is read back with a separate session.
+migrated database (SQLite; the saves that lock the row also on PostgreSQL); what was
+saved is read back with a separate, short session.
 """
 
 from __future__ import annotations
@@ -323,7 +324,7 @@ def test_saving_an_unchanged_page_keeps_the_edition_as_it_was(
 
 
 def test_saving_the_form_stores_the_news_items_in_page_order(
-    editor: FlaskClient, draft: Edition, reader: Reader
+    editor: FlaskClient, draft: Edition, reader: Reader, backend: str
 ) -> None:
     _, fields = open_composer(editor, draft.id)
     other, _ = item_rows(fields)
@@ -477,7 +478,7 @@ def test_autosave_reports_a_refusal_in_json_with_the_field(
 
 
 def test_a_save_from_a_stale_page_is_refused_and_keeps_the_text(
-    editor: FlaskClient, draft: Edition, reader: Reader
+    editor: FlaskClient, draft: Edition, reader: Reader, backend: str
 ) -> None:
     _, stale = open_composer(editor, draft.id)
     _, fresh = open_composer(editor, draft.id)

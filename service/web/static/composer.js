@@ -183,6 +183,16 @@
     }
   }
 
+  // The preview shows the saved edition: save what was typed before going there.
+  document.querySelectorAll("a[data-save-first]").forEach(function (link) {
+    link.addEventListener("click", async function (event) {
+      if (!dirtySince) return;
+      event.preventDefault();
+      await save();
+      if (!dirtySince) window.location.href = link.href;
+    });
+  });
+
   setInterval(function () {
     const seconds = Number(form.dataset.autosaveSeconds) || 20;
     if (dirtySince && !submitting && Date.now() - dirtySince >= seconds * 1000) save();
