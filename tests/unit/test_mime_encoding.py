@@ -1,0 +1,60 @@
+"""Bodies encoded once per edition, then filled per recipient, decode to the exact text."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import html
+from datetime import UTC, datetime
+
+import pytest
+
+from service import tokens
+from service.mail.mime import DELIVERY_PURPOSE, personalise, prepare
+from service.mail.render import GREETING, TOKEN
+
+NOW = datetime(2025, 1, 25, 7, 0, tzinfo=UTC)
+# Placeholders mid-line, at a line start, at the very end, next to each other, after
+# a full 76-character line, after trailing spaces, and around a lone dot.
+HTML = (
+    f"<p>{GREETING}</p>\n<a href='https://x.test/u/{TOKEN}'>désabonnement</a>"
+    + "é" * 37
+    + f"{TOKEN}\n.\n{GREETING}{TOKEN}  \n"
+    + "x" * 75
+    + f"{TOKEN}\n"
+    + "=" * 30
+    + GREETING
+)
+TEXT = f"{GREETING}\n\nSe désabonner : https://x.test/u/{TOKEN}\n" + "Très long. " * 40 + TOKEN
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "Zoé <Müller>", "A = B", "fin  ", "tab\tici", "é" * 120, "x" * 300, "=3D", "."],
+)
+def test_filled_parts_decode_to_the_substituted_text(name: str) -> None:
+    prepared = prepare(
+        edition_id=3, newsletter_slug="lettre", newsletter_name="Lettre", language="fr",
+        sender_name="Lettre", sender_email="lettre@news.example", reply_to=None,
+        subject="Sujet", html_body=HTML, text_body=TEXT, secret="k",
+        base_url="https://x.test",
+    )  # fmt: skip
+    envelope = personalise(prepared, 41, "zoe@example.org", name, NOW)
+
+    greeting = f"Bonjour {name}," if name else "Bonjour,"
+    token = tokens.sign("k", DELIVERY_PURPOSE, 41)
+    crlf = "\r\n"
+    expected_html = HTML.replace(TOKEN, token).replace(GREETING, html.escape(greeting))
+    expected_text = TEXT.replace(TOKEN, token).replace(GREETING, greeting)
+    parsed = email.message_from_bytes(envelope.data, policy=email.policy.strict)
+    assert not parsed.defects
+    html_part = parsed.get_body(("html",)).get_payload(decode=True).decode()
+    text_part = parsed.get_body(("plain",)).get_payload(decode=True).decode()
+    assert html_part == expected_html.replace("\n", crlf)
+    assert text_part == expected_text.replace("\n", crlf)
+
+    # RFC 2045: encoded lines of at most 76 characters, none ending in white space.
+    body = envelope.data.split(b"\r\n\r\n", 1)[1]
+    for line in body.split(b"\r\n"):
+        assert len(line) <= 76
+        assert not line.endswith((b" ", b"\t"))
