@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,33 @@ def _image(value: Any, where: str) -> dict[str, Any] | None:
     }
 
 
+_HTTP = re.compile(r"^https?://[^\s/?#]+\S*$", re.IGNORECASE)
+_SAMPLE_IMAGE = re.compile(r"^sample:[a-z0-9_-]+$")
+
+
+def check_links(data: dict[str, Any]) -> None:
+    """Refuse links and images that are not http(s): no javascript:, data: or file: URLs."""
+
+    def link(where: str, url: str | None) -> None:
+        if url and not _HTTP.match(url):
+            raise EditionError(f"{where}: only http:// and https:// links are allowed")
+
+    def image(where: str, value: dict[str, Any] | None) -> None:
+        url = (value or {}).get("url")
+        if url and not (_HTTP.match(url) or _SAMPLE_IMAGE.match(url)):
+            raise EditionError(f"{where}.url: only http:// and https:// images are allowed")
+
+    image("image", data.get("image"))
+    for i, item in enumerate(data.get("items") or []):
+        link(f"items[{i}].source_url", item.get("source_url"))
+        image(f"items[{i}].image", item.get("image"))
+    for i, read in enumerate(data.get("related") or []):
+        link(f"related[{i}].url", read.get("url"))
+
+
 def apply_data(edition: Edition, data: dict[str, Any]) -> None:
     """Set an edition's content from the edition JSON (see README), validating it."""
+    check_links(data)
     if edition.status not in (EditionStatus.DRAFT, EditionStatus.SCHEDULED):
         raise EditionLocked(f"edition {edition.number} is {edition.status.value}")
     title = str(data.get("title") or "").strip()

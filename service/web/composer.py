@@ -62,8 +62,6 @@ _ITEM_FIELDS = (
     "image_credit",
 )
 _RELATED_FIELDS = ("title", "date", "kind", "url")
-_HTTP = re.compile(r"^https?://[^\s/?#]+\S*$", re.IGNORECASE)
-_SAMPLE_IMAGE = re.compile(r"^sample:[a-z0-9_-]+$")
 _WHERE = re.compile(r"^(?P<where>[a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)*): (?P<reason>.+)$", re.DOTALL)
 _OP = re.compile(r"^(?P<area>item|related)-(?P<verb>add|up|down|remove)(?:-(?P<index>\d+))?$")
 # The composer's own pages run no inline script and load nothing from elsewhere.
@@ -224,26 +222,6 @@ def form_to_data(form: MultiDict[str, str]) -> dict[str, Any]:
     }
 
 
-def check_links(data: dict[str, Any]) -> None:
-    """Refuse links and images that are not http(s): no javascript:, data: or file: URLs."""
-
-    def link(where: str, url: str | None) -> None:
-        if url and not _HTTP.match(url):
-            raise EditionError(f"{where}: only http:// and https:// links are allowed")
-
-    def image(where: str, value: dict[str, Any] | None) -> None:
-        url = (value or {}).get("url")
-        if url and not (_HTTP.match(url) or _SAMPLE_IMAGE.match(url)):
-            raise EditionError(f"{where}.url: only http:// and https:// images are allowed")
-
-    image("image", data.get("image"))
-    for i, item in enumerate(data.get("items") or []):
-        link(f"items[{i}].source_url", item.get("source_url"))
-        image(f"items[{i}].image", item.get("image"))
-    for i, read in enumerate(data.get("related") or []):
-        link(f"related[{i}].url", read.get("url"))
-
-
 def check_related(data: dict[str, Any]) -> None:
     """Refuse related reads without a title or a link, or with a date that is not ISO."""
     for i, read in enumerate(data.get("related") or []):
@@ -322,7 +300,7 @@ def _save(edition: Edition, form: MultiDict[str, str]) -> None:
     if sent_revision and sent_revision != revision(edition):
         raise _Conflict
     data = form_to_data(form)
-    check_links(data)
+    editions.check_links(data)
     check_related(data)
     editions.apply_data(edition, data)
     db().flush()
@@ -568,7 +546,7 @@ def _paste(newsletter: Newsletter, edition: Edition | None) -> Response | str | 
                 notice = "The text changed since the last review: check the result again."
             else:
                 try:
-                    check_links(parsed.edition)
+                    editions.check_links(parsed.edition)
                     if edition is None:
                         edition = editions.create(db(), newsletter, parsed.edition)
                     else:

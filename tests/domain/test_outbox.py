@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy.orm import Session
 
 from service import deliveries, editions, subscriptions
@@ -74,3 +75,17 @@ def test_a_row_cancelled_after_it_was_handed_to_smtp_is_recorded_as_sent(
     assert not deliveries.mark_sent(session, row.id, "w2", "<m@x>")
     session.expire_all()
     assert session.get(Delivery, row.id).status == DeliveryStatus.SENT  # type: ignore[union-attr]
+
+
+def test_every_door_refuses_non_http_links_in_an_edition(
+    backend: str, settings: Settings, session: Session
+) -> None:
+    letter = factories.newsletter(session)
+    data = factories.sample_data()
+    data["items"][0]["source_url"] = "javascript:alert(1)"
+    with pytest.raises(editions.EditionError, match=r"items\[0\]\.source_url"):
+        editions.create(session, letter, data)
+    data["items"][0]["source_url"] = "https://ok.example/a"
+    data["image"] = {"url": "data:image/png;base64,AAAA", "alt": "x"}
+    with pytest.raises(editions.EditionError, match=r"image\.url"):
+        editions.create(session, letter, data)
