@@ -26,6 +26,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import subscriptions
 from service.addresses import InvalidAddress, normalise
 from service.mail.wording import LANGUAGES
 from service.models import (
@@ -629,16 +630,18 @@ def _apply_batch(
             seen.opted_out = seen.opted_out or row.opted_out
     emails = list(unique)
 
-    suppressed = set(
-        session.scalars(
+    markers = {subscriptions.erased_marker(email): email for email in emails}
+    suppressed = {
+        markers.get(email, email)
+        for email in session.scalars(
             select(Suppression.email).where(
-                Suppression.email.in_(emails),
+                Suppression.email.in_([*emails, *markers]),
                 or_(
                     Suppression.newsletter_id.is_(None), Suppression.newsletter_id == newsletter_id
                 ),
             )
         )
-    )
+    }
     known = {
         row.email: row
         for row in session.execute(

@@ -28,6 +28,7 @@ from service.models import (
     Subscription,
     SubscriptionStatus,
     Suppression,
+    SuppressionReason,
     utcnow,
 )
 
@@ -386,6 +387,9 @@ def erase(session: Session, subscriber: Subscriber) -> None:
         delete(Suppression)
         .where(Suppression.email == subscriber.email)
         .execution_options(synchronize_session=False)
+    )
+    subscriptions.suppress(
+        session, subscriptions.erased_marker(subscriber.email), SuppressionReason.ERASED
     )
     session.delete(subscriber)
     session.flush()

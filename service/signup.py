@@ -57,6 +57,7 @@ _LIFTED_BY_CONFIRMATION = (
     SuppressionReason.UNSUBSCRIBE,
     SuppressionReason.HARD_BOUNCE,
     SuppressionReason.COMPLAINT,
+    SuppressionReason.ERASED,
 )
 
 
@@ -226,7 +227,9 @@ def confirm(session: Session, subscription: Subscription, *, now: datetime | Non
     session.execute(
         delete(Suppression)
         .where(
-            Suppression.email == subscriber.email,
+            Suppression.email.in_(
+                [subscriber.email, subscriptions.erased_marker(subscriber.email)]
+            ),
             or_(
                 Suppression.newsletter_id.is_(None),
                 Suppression.newsletter_id == subscription.newsletter_id,

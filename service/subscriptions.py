@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -114,6 +115,15 @@ def unsubscribe(
         )
     session.flush()
     return True
+
+
+def erased_marker(email: str) -> str:
+    """What the suppression list keeps of an erased address: a hash, never the address.
+
+    An import of an old spreadsheet can then be stopped from mailing the person
+    again, while nobody can read the address back out of the database.
+    """
+    return "erased:" + hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
 
 
 def suppress(

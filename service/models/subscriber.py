@@ -31,6 +31,7 @@ class SuppressionReason(enum.Enum):
     COMPLAINT = "complaint"
     UNSUBSCRIBE = "unsubscribe"
     MANUAL = "manual"
+    ERASED = "erased"  # the person erased their data: only a hash of the address is kept
 
 
 subscriber_tag = Table(

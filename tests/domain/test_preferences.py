@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import timedelta
 
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import deliveries, preferences, sending, signup, tokens, tracking
+from service import deliveries, preferences, sending, signup, subscriptions, tokens, tracking
 from service.config import Settings
 from service.mail.mime import DELIVERY_PURPOSE
 from service.models import (
@@ -223,3 +224,34 @@ def test_erase_removes_the_person_and_keeps_anonymous_statistics(
         preferences.resolve(
             session, settings.secret_key, tokens.sign(settings.secret_key, DELIVERY_PURPOSE, row.id)
         )
+
+
+def test_an_erased_address_is_kept_only_as_a_hash_that_stops_old_imports(
+    backend: str, session: Session, settings: Settings
+) -> None:
+    from service import imports
+
+    letter = factories.newsletter(session)
+    (reader,) = factories.readers(session, letter, 1)
+    address = reader.email
+    preferences.erase(session, reader)
+    session.flush()
+
+    stored = session.scalars(select(Suppression.email)).all()
+    assert address not in stored
+    assert all(address.split("@")[0] not in value for value in stored)
+    assert stored == [subscriptions.erased_marker(address)]
+
+    # An old spreadsheet brings the address back: the import skips it.
+    report = imports.import_csv(
+        session, letter, io.StringIO(f"email\n{address.upper()}\nnew@example.org\n"),
+        confirmed=True, confirmed_reason="old list",
+    )  # fmt: skip
+    assert (report.added, report.skipped) == (1, 1)
+    assert session.scalar(select(Subscriber.id).where(Subscriber.email == address)) is None
+
+    # Opting in anew through the double opt-in is the one way back, and lifts the hash.
+    person = subscriptions.find_or_create_subscriber(session, address)
+    subscription = subscriptions.subscribe(session, letter, person, confirmed=False, source="form")
+    signup.confirm(session, subscription)
+    assert session.scalars(select(Suppression.email)).all() == []
