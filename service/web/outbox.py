@@ -19,9 +19,7 @@ blueprint = Blueprint("outbox", __name__, url_prefix="/outbox")
 def parse_message(path: Path, *, headers_only: bool = False) -> EmailMessage:
     """Parse a stored message (only its headers, for listings)."""
     with path.open("rb") as stream:
-        return BytesParser(policy=policy.default).parse(
-            stream, headersonly=headers_only
-        )
+        return BytesParser(policy=policy.default).parse(stream, headersonly=headers_only)
 
 
 def _maildir() -> Path:
