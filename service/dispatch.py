@@ -213,6 +213,25 @@ def _send_batch(
     worker: str,
     report: BatchReport,
 ) -> None:
+    # One session for the batch's "sent" marks, each still its own committed transaction.
+    with factory() as marks:
+        _send_chunks(
+            factory, settings, prepared, claimed, smtp, limiter, connections, worker, report, marks
+        )
+
+
+def _send_chunks(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    prepared: PreparedEdition,
+    claimed: list[deliveries.Claimed],
+    smtp: Transport,
+    limiter: RateLimiter | None,
+    connections: ConnectionCap | None,
+    worker: str,
+    report: BatchReport,
+    marks: Session,
+) -> None:
     for start in range(0, len(claimed), RECHECK_EVERY):
         chunk = claimed[start : start + RECHECK_EVERY]
         with factory() as session:
@@ -282,8 +301,8 @@ def _send_batch(
                         delay_seconds=retry_delay(row.attempts),
                     )
                 continue
-            with factory() as session, session.begin():
-                deliveries.mark_sent(session, row.id, worker, envelope.message_id)
+            with marks.begin():
+                deliveries.mark_sent(marks, row.id, worker, envelope.message_id)
             report.sent += 1
 
 
