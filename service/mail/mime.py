@@ -89,13 +89,38 @@ def _line_end(encoded: bytes) -> bytes:
     last = encoded[start:]
     if len(last) < 76:
         return encoded + b"=\r\n"
-    # The last line is full: break it once more, never inside an "=XX" escape.
-    cut = 73
-    if last[cut - 1 : cut] == b"=":
-        cut -= 1
-    elif last[cut - 2 : cut - 1] == b"=":
-        cut -= 2
-    return encoded[: start + cut] + b"=\r\n" + last[cut:] + b"=\r\n"
+    cut = _cut(last, 73)  # the last line is full: break it once more
+    return _dotless(encoded[: start + cut] + b"=\r\n" + last[cut:] + b"=\r\n")
+
+
+def _cut(line: bytes, at: int) -> int:
+    """Where to break an encoded line, at or before `at`, never inside an "=XX" escape."""
+    if line[at - 1 : at] == b"=":
+        return at - 1
+    if line[at - 2 : at - 1] == b"=":
+        return at - 2
+    return at
+
+
+def _dotless(encoded: bytes) -> bytes:
+    """Encode the dot that starts a line as =2E, so the transport finds nothing to stuff.
+
+    SMTP doubles a line's leading dot (RFC 5321 4.5.2), which costs a copy of the
+    whole message every time; doing it here costs once per edition.
+    """
+    if not (encoded.startswith(b".") or b"\n." in encoded):
+        return encoded
+    lines: list[bytes] = []
+    for line in encoded.split(b"\r\n"):
+        while line.startswith(b"."):
+            line = b"=2E" + line[1:]
+            if len(line) <= 76:
+                break
+            cut = _cut(line, 75)
+            lines.append(line[:cut] + b"=")
+            line = line[cut:]
+        lines.append(line)
+    return b"\r\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -219,7 +244,7 @@ def _qp(text: str) -> bytes:
     # b2a_qp picks its soft line break from the input's first line ending, so
     # normalise afterwards: every line of the message must end in CRLF.
     encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
-    return encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return _dotless(encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
 
 
 def personalise(

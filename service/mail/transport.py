@@ -236,19 +236,25 @@ def _rcpt(client: smtplib.SMTP, recipient: str) -> tuple[int, bytes]:
     return client.getreply()
 
 
-def _data(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-    """smtplib's data(), with dot-stuffing by bytes.replace instead of a regular expression.
+_DOT_LINE = re.compile(rb"\n\.")  # searching is twice as fast as bytes.replace, and rarely finds
 
-    On a newsletter-sized message the regular expression cost more CPU than
-    building the message itself.
+
+def _data(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """smtplib's data(), with dot-stuffing only when a line starts with a dot.
+
+    smtplib rewrites the whole message with a regular expression every time; on a
+    newsletter-sized message that cost more CPU than building the message itself.
+    Messages from mime.personalise never start a line with a dot.
     """
     client.putcmd("data")
     code, reply = client.getreply()
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
-    stuffed = data.replace(b"\n.", b"\n..")  # RFC 5321 4.5.2: a leading dot is doubled
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
+    stuffed = data
+    if data.startswith(b".") or _DOT_LINE.search(data):  # RFC 5321 4.5.2: doubled dots
+        stuffed = data.replace(b"\n.", b"\n..")
+        if stuffed.startswith(b"."):
+            stuffed = b"." + stuffed
     client.send(stuffed)
     client.send(b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n")
     return client.getreply()

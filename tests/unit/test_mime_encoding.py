@@ -25,7 +25,16 @@ HTML = (
     + "=" * 30
     + GREETING
 )
-TEXT = f"{GREETING}\n\nSe désabonner : https://x.test/u/{TOKEN}\n" + "Très long. " * 40 + TOKEN
+TEXT = (
+    f"{GREETING}\n\nSe désabonner : https://x.test/u/{TOKEN}\n"
+    + "Très long. " * 40
+    + TOKEN
+    + "\n...\n.Point de départ\n"
+    + "." * 200
+    + "\n"
+    + "a" * 75
+    + ".suite"
+)
 
 
 @pytest.mark.parametrize(
@@ -53,8 +62,10 @@ def test_filled_parts_decode_to_the_substituted_text(name: str) -> None:
     assert html_part == expected_html.replace("\n", crlf)
     assert text_part == expected_text.replace("\n", crlf)
 
-    # RFC 2045: encoded lines of at most 76 characters, none ending in white space.
+    # RFC 2045: encoded lines of at most 76 characters, none ending in white space; and
+    # none starting with a dot, which SMTP would have to double on every send.
     body = envelope.data.split(b"\r\n\r\n", 1)[1]
     for line in body.split(b"\r\n"):
         assert len(line) <= 76
         assert not line.endswith((b" ", b"\t"))
+        assert not line.startswith(b".")
