@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Table, and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from service.db import affected_rows
@@ -199,12 +200,17 @@ def _owned(delivery_id: int, worker: str):  # type: ignore[no-untyped-def]
 
 
 def mark_sent(
-    session: Session, delivery_id: int, worker: str, message_id: str, now: datetime | None = None
+    session: Session | Connection,
+    delivery_id: int,
+    worker: str,
+    message_id: str,
+    now: datetime | None = None,
 ) -> bool:
     """Record that the relay accepted the message.
 
     A row cancelled (unsubscribe, edition cancelled) while this worker held it
     and had already handed it to SMTP is still recorded as sent: it went out.
+    The send loop passes a bare Connection: this runs after every message.
     """
     result = session.execute(
         _MARK_SENT,

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service import deliveries, sending
@@ -213,8 +214,11 @@ def _send_batch(
     worker: str,
     report: BatchReport,
 ) -> None:
-    # One session for the batch's "sent" marks, each still its own committed transaction.
-    with factory() as marks:
+    # One connection for the batch's "sent" marks, each still its own committed transaction.
+    with factory() as session:
+        engine = session.get_bind()
+    assert isinstance(engine, Engine)  # our sessionmakers are bound to an engine
+    with engine.connect() as marks:
         _send_chunks(
             factory, settings, prepared, claimed, smtp, limiter, connections, worker, report, marks
         )
@@ -230,7 +234,7 @@ def _send_chunks(
     connections: ConnectionCap | None,
     worker: str,
     report: BatchReport,
-    marks: Session,
+    marks: Connection,
 ) -> None:
     for start in range(0, len(claimed), RECHECK_EVERY):
         chunk = claimed[start : start + RECHECK_EVERY]
