@@ -198,8 +198,11 @@ class _Granting:
         raise NotImplementedError
 
     def acquire(self, patience: float) -> str | None:
-        """Wait for the right to send one message and return its ticket, to pass to done();
-        None, without waiting, if the limits allow nothing within `patience` seconds."""
+        """Wait for the right to send one message; its ticket, or None if that takes too long.
+
+        Pass the ticket to done() once the relay has answered (or the send failed).
+        None comes back as soon as the limits allow nothing within `patience` seconds.
+        """
         ticket = uuid.uuid4().hex[:16]
         give_up = time.monotonic() + patience
         while True:
