@@ -7,6 +7,7 @@ from werkzeug.wrappers import Response
 
 from service import editors
 from service.web.deps import db
+from service.web.i18n import _
 
 blueprint = Blueprint("auth", __name__)
 
@@ -28,15 +29,23 @@ def login() -> str | Response:
         )
         if editor is not None:
             db().commit()
-            session.clear()
+            _fresh_session()
             session["editor_id"] = editor.id
             return redirect(safe_next(request.args.get("next")))
-        error = "Unknown address or wrong password."
+        error = _("Unknown address or wrong password.")
     return render_template("web/login.html", error=error), 401 if error else 200  # type: ignore[return-value]
 
 
 @blueprint.post("/logout")
 def logout() -> Response:
     """Log out."""
-    session.clear()
+    _fresh_session()
     return redirect(url_for("auth.login"))
+
+
+def _fresh_session() -> None:
+    # A new session at each login and logout; only the language chosen on the page stays.
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang

@@ -41,6 +41,7 @@ from service.editions import EditionError, EditionLocked
 from service.mail.render import markdown_to_html, render_edition
 from service.models import Edition, EditionStatus, Newsletter
 from service.web.deps import current_editor, db, editor_required, settings
+from service.web.i18n import _, format_number, ngettext, status_label
 
 blueprint = Blueprint("composer", __name__, url_prefix="/compose")
 
@@ -94,16 +95,20 @@ class SizeBudget:
     @property
     def label(self) -> str:
         """Reads like "48 KB of 102 KB"."""
-        return f"{self.kilobytes} KB of {SIZE_LIMIT_BYTES // 1024} KB"
+        return _(
+            "{size} KB of {limit} KB",
+            size=format_number(self.kilobytes),
+            limit=format_number(SIZE_LIMIT_BYTES // 1024),
+        )
 
     @property
     def advice(self) -> str:
         """What the level means for the editor."""
         if self.level == "over":
-            return "Gmail will clip this edition: shorten it or move items to the next one."
+            return _("Gmail will clip this edition: shorten it or move items to the next one.")
         if self.level == "warn":
-            return "Close to Gmail's 102 KB clipping limit."
-        return "Well under Gmail's 102 KB clipping limit."
+            return _("Close to Gmail's 102 KB clipping limit.")
+        return _("Well under Gmail's 102 KB clipping limit.")
 
     def as_json(self) -> dict[str, Any]:
         """What the autosave answer carries."""
@@ -137,12 +142,17 @@ class FieldError:
         """The error in the editor's terms: "News item 3, title: required"."""
         match = re.match(r"^(items|related)\[(\d+)\](?:\.(.+))?$", self.where)
         if match:
-            area = "News item" if match[1] == "items" else "Related read"
-            field = _words(match[3] or "")
-            place = f"{area} {int(match[2]) + 1}" + (f", {field}" if field else "")
+            number = int(match[2]) + 1
+            if match[1] == "items":
+                area = _("News item {number}", number=number)
+            else:
+                area = _("Related read {number}", number=number)
+            field = _field_name(match[3] or "")
+            place = _("{area}, {field}", area=area, field=field) if field else area
         else:
-            place = _words(self.where)
-        return f"{place}: {self.reason}" if place else self.reason
+            place = _field_name(self.where)
+        # The reason is the domain's own (EditionError) wording.
+        return _("{place}: {reason}", place=place, reason=self.reason) if place else self.reason
 
     def as_json(self) -> dict[str, str]:
         """What the autosave answer carries."""
@@ -152,6 +162,22 @@ class FieldError:
 def _words(where: str) -> str:
     words = where.replace(".", " ").replace("_", " ").split()
     return " ".join("URL" if word == "url" else word for word in words)
+
+
+def _field_name(where: str) -> str:
+    # The fields the content rules name (service/editions.py), in the editor's language.
+    names = {
+        "title": _("title"),
+        "date": _("date"),
+        "url": _("URL"),
+        "source_url": _("source URL"),
+        "image": _("image"),
+        "image.url": _("image URL"),
+        "items": _("news items"),
+        "week_start": _("week start"),
+        "week_end": _("week end"),
+    }
+    return names.get(where) or _words(where)
 
 
 class _Conflict(Exception):
@@ -376,7 +402,7 @@ def _json_login(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if current_editor() is None:
-            message = "Not saved: you are logged out. Log in again in another tab, then save."
+            message = _("Not saved: you are logged out. Log in again in another tab, then save.")
             return jsonify(ok=False, message=message), 401
         return view(*args, **kwargs)
 
@@ -438,7 +464,7 @@ def save(edition_id: int) -> Response | tuple[str, int]:
     op = request.form.get("op", "save")
     if op != "save":
         data = apply_op(form_to_data(request.form), op)
-        notice = "Not saved yet: save when the edition is ready."
+        notice = _("Not saved yet: save when the edition is ready.")
         return _page(edition, data, notice=notice, revision_value=request.form.get("revision")), 200
     try:
         _save(edition, request.form)
@@ -446,8 +472,10 @@ def save(edition_id: int) -> Response | tuple[str, int]:
         db().rollback()
         error = FieldError(
             "",
-            "this edition was saved elsewhere (another tab or editor) since you opened it. "
-            "Your text below is not saved; save again to replace theirs, or reload to see it.",
+            _(
+                "this edition was saved elsewhere (another tab or editor) since you opened it. "
+                "Your text below is not saved; save again to replace theirs, or reload to see it."
+            ),
         )
         # The current revision goes into the form, so saving again is a deliberate overwrite.
         return _page(edition, form_to_data(request.form), error=error), 409
@@ -466,7 +494,7 @@ def save(edition_id: int) -> Response | tuple[str, int]:
             422,
         )
     db().commit()
-    flash("Saved.")
+    flash(_("Saved."))
     return redirect(url_for(".edit", edition_id=edition.id))
 
 
@@ -480,7 +508,7 @@ def autosave(edition_id: int) -> tuple[Response, int]:
         _save(edition, request.form)
     except _Conflict:
         db().rollback()
-        message = (
+        message = _(
             "Autosave paused: this edition was saved elsewhere (another tab or editor). "
             "Save to replace their version, or copy your text and reload."
         )
@@ -524,7 +552,13 @@ def paste_into(edition_id: int) -> Response | str | tuple[str, int]:
     """Paste a draft over the content of an existing draft edition."""
     edition = _edition(edition_id)
     if edition.status not in EDITABLE:
-        flash(f"Edition {edition.number} is {edition.status.value}: it can no longer change.")
+        flash(
+            _(
+                "Edition {number} is {status}: it can no longer change.",
+                number=edition.number,
+                status=status_label(edition.status.value),
+            )
+        )
         return redirect(url_for(".edit", edition_id=edition.id))
     return _paste(edition.newsletter, edition)
 
@@ -543,7 +577,7 @@ def _paste(newsletter: Newsletter, edition: Edition | None) -> Response | str | 
         parsed = parse_draft(text, language=newsletter.language)
         if request.form.get("op") == "create":
             if request.form.get("reviewed") != _digest(text):
-                notice = "The text changed since the last review: check the result again."
+                notice = _("The text changed since the last review: check the result again.")
             else:
                 try:
                     editions.check_links(parsed.edition)
@@ -555,13 +589,17 @@ def _paste(newsletter: Newsletter, edition: Edition | None) -> Response | str | 
                 except EditionError as exc:
                     db().rollback()
                     reason = FieldError.from_exception(exc).message
-                    error = f"The draft cannot become an edition: {reason}"
+                    error = _("The draft cannot become an edition: {reason}", reason=reason)
                     status = 422
                 else:
                     db().commit()
                     flash(
-                        f"Edition {edition.number} filled from the pasted draft: "
-                        f"{len(parsed.edition['items'])} news items."
+                        ngettext(
+                            "Edition {number} filled from the pasted draft: {n} news item.",
+                            "Edition {number} filled from the pasted draft: {n} news items.",
+                            len(parsed.edition["items"]),
+                            number=edition.number,
+                        )
                     )
                     return redirect(url_for(".edit", edition_id=edition.id))
     page = render_template(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_datetime
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -14,6 +15,7 @@ from werkzeug.wrappers import Response
 from service import deliveries, newsletters, scheduling, sending
 from service.models import Edition, EditionStatus, utcnow
 from service.web.deps import db, editor_required, settings
+from service.web.i18n import _, babel_locale, ngettext
 
 blueprint = Blueprint("dashboard", __name__)
 
@@ -43,7 +45,9 @@ def _found(edition_id: int) -> Edition:
 
 
 def _local_label(moment: datetime, zone: ZoneInfo) -> str:
-    return f"{moment.astimezone(zone):%A %d %B %Y, %H:%M} ({zone.key})"
+    # A Babel (CLDR) date pattern, so each language spells it its own way.
+    pattern = _("EEEE dd MMMM y, HH:mm")
+    return f"{format_datetime(moment, pattern, tzinfo=zone, locale=babel_locale())} ({zone.key})"
 
 
 @blueprint.get("/editions/<int:edition_id>")
@@ -105,7 +109,7 @@ def schedule_edition(edition_id: int) -> Response:
         try:
             local = datetime.fromisoformat(request.form.get("at", ""))
         except ValueError:
-            flash("Give a date and a time.", "error")
+            flash(_("Give a date and a time."), "error")
             return _back(edition_id)
         # The form speaks the newsletter's wall-clock time, whatever the browser's zone.
         when = local.replace(tzinfo=ZoneInfo(found.newsletter.timezone))
@@ -117,7 +121,7 @@ def schedule_edition(edition_id: int) -> Response:
         return _back(edition_id)
     db().commit()
     zone = ZoneInfo(found.newsletter.timezone)
-    flash(f"Scheduled for {_local_label(scheduled, zone)}.", "ok")
+    flash(_("Scheduled for {when}.", when=_local_label(scheduled, zone)), "ok")
     return _back(edition_id)
 
 
@@ -125,21 +129,21 @@ def schedule_edition(edition_id: int) -> Response:
 @editor_required
 def unschedule_edition(edition_id: int) -> Response:
     """Take a scheduled edition back to draft."""
-    return _control(edition_id, lambda e: scheduling.unschedule(db(), e), "Back to draft.")
+    return _control(edition_id, lambda e: scheduling.unschedule(db(), e), _("Back to draft."))
 
 
 @blueprint.post("/editions/<int:edition_id>/pause")
 @editor_required
 def pause_edition(edition_id: int) -> Response:
     """Pause the send; the rest waits for Resume."""
-    return _control(edition_id, lambda e: sending.pause(db(), e), "Paused.")
+    return _control(edition_id, lambda e: sending.pause(db(), e), _("Paused."))
 
 
 @blueprint.post("/editions/<int:edition_id>/cancel")
 @editor_required
 def cancel_edition(edition_id: int) -> Response:
     """Cancel the send for good."""
-    return _control(edition_id, lambda e: sending.cancel(db(), e), "Cancelled.")
+    return _control(edition_id, lambda e: sending.cancel(db(), e), _("Cancelled."))
 
 
 @blueprint.post("/editions/<int:edition_id>/resume")
@@ -159,7 +163,7 @@ def resume_edition(edition_id: int) -> Response:
     # After the commit, so the workers find the edition sending.
     config = settings()
     enqueue_send(config.broker_url, edition_id, math.ceil(left / max(1, config.batch_size)))
-    flash(f"Resumed: {left} messages to go.", "ok")
+    flash(ngettext("Resumed: {n} message to go.", "Resumed: {n} messages to go.", left), "ok")
     return _back(edition_id)
 
 

@@ -2,24 +2,30 @@
 
 Messages are written in English in the code and looked up here for French; a
 missing translation falls back to the English text (tests/unit/test_i18n.py
-checks there is none). Reader pages speak their newsletter's language
-(`use_newsletter_locale`); editor pages follow `?lang=`, then the editor's
-earlier choice kept in the session, then the browser's Accept-Language.
+checks there is none). Counted messages go through `ngettext`, whose French forms
+live in `_FR_COUNTED` (French puts 0 in the singular). Reader pages speak their
+newsletter's language (`use_newsletter_locale`); editor pages follow `?lang=`, then
+the editor's earlier choice kept in the session, then the browser's Accept-Language.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from urllib.parse import urlencode
 
-from flask import Flask, g, has_request_context, request, session
+from babel.numbers import format_decimal
+from flask import Flask, current_app, g, has_request_context, request, session, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
 
 from service.models import Newsletter
 
 LOCALES = ("fr", "en")
 DEFAULT_LOCALE = "en"
+# en_GB rather than en_US, as in the emails: day-month order ("Saturday 05 July").
+_BABEL_LOCALES = MappingProxyType({"fr": "fr_FR", "en": "en_GB"})
 
 _FR: Mapping[str, str] = MappingProxyType(
     {
@@ -241,14 +247,506 @@ _FR: Mapping[str, str] = MappingProxyType(
         "Your subscription to {newsletter} was already confirmed: nothing more to do.": (
             "Votre abonnement à {newsletter} était déjà confirmé : rien de plus à faire."
         ),
+        # Editor pages: the header, login and the dashboard.
+        "Editions": "Éditions",
+        "Compose": "Rédiger",
+        "Subscribers": "Abonnés",
+        "Outbox": "Boîte d'envoi",
+        "Log out": "Se déconnecter",
+        "Log in": "Se connecter",
+        "Email": "E-mail",
+        "Password": "Mot de passe",
+        "Unknown address or wrong password.": "Adresse inconnue ou mot de passe erroné.",
+        "Title": "Titre",
+        "Status": "Statut",
+        "Delivered": "Envoyés",
+        "web version": "version web",
+        "No edition yet.": "Aucune édition pour l'instant.",
+        "No newsletter yet:": "Aucune lettre pour l'instant :",
+        # Editor pages: one edition, its schedule and its send.
+        "edition {number}": "édition n° {number}",
+        "Edit the content": "Modifier le contenu",
+        "Preview and test send": "Aperçu et envoi d'essai",
+        "Status:": "Statut :",
+        "Goes out on": "Envoi prévu le",
+        "{sent} sent · {queued} queued · {failed} failed · {cancelled} cancelled": (
+            "{sent} envoyés · {queued} en attente · {failed} en échec · {cancelled} annulés"
+        ),
+        "About {duration} left at {rate} messages/s.": (
+            "Encore environ {duration} au rythme de {rate} messages/s."
+        ),
+        "Estimating the time left…": "Estimation du temps restant…",
+        "Sending": "Envoi",
+        "Schedule for": "Programmer l'envoi",
+        "Reschedule for": "Reprogrammer l'envoi",
+        "time in {zone}": "fuseau horaire : {zone}",
+        "Schedule": "Programmer",
+        "Reschedule": "Reprogrammer",
+        "Next weekly slot: {slot}": "Prochain créneau hebdomadaire : {slot}",
+        "Unschedule": "Déprogrammer",
+        "The relay did not answer; sending resumes by itself on {when}. Pause to keep it "
+        "stopped.": (
+            "Le relais n'a pas répondu ; l'envoi reprendra de lui-même le {when}. Mettez-le en "
+            "pause pour qu'il reste arrêté."
+        ),
+        "Resume": "Reprendre",
+        "Cancel this edition for good? Messages not yet sent will never go out.": (
+            "Annuler définitivement cette édition ? Les messages pas encore envoyés ne partiront "
+            "jamais."
+        ),
+        "Cancel sending": "Annuler l'envoi",
+        "Sent on {when} UTC.": "Envoyée le {when} UTC.",
+        "Cancelled on {when} UTC.": "Annulée le {when} UTC.",
+        "Sent.": "Envoyée.",
+        "Cancelled.": "Annulée.",
+        "EEEE dd MMMM y, HH:mm": "EEEE d MMMM y 'à' HH:mm",
+        "Give a date and a time.": "Indiquez une date et une heure.",
+        "Scheduled for {when}.": "Programmée pour le {when}.",
+        "Back to draft.": "Revenue à l'état de brouillon.",
+        "Paused.": "En pause.",
+        # Statuses, event kinds and suppression reasons (i18n.status_label).
+        "draft": "brouillon",
+        "scheduled": "programmée",
+        "sending": "en cours d'envoi",
+        "paused": "en pause",
+        "sent": "envoyée",
+        "cancelled": "annulée",
+        "queued": "en file d'attente",
+        "failed": "échec",
+        "pending": "en attente",
+        "confirmed": "confirmé",
+        "unsubscribed": "désabonné",
+        "active": "active",
+        "bounced": "rejetée",
+        "complained": "spam signalé",
+        "open": "ouverture",
+        "click": "clic",
+        "unsubscribe": "désabonnement",
+        "feedback": "avis",
+        "bounce": "rejet",
+        "complaint": "plainte",
+        "hard bounce": "rejet définitif",
+        "manual": "manuel",
+        "erased": "données effacées",
+        # Editor pages: the outbox.
+        "To": "Destinataire",
+        "Date": "Date",
+        "Nothing delivered yet.": "Rien n'a encore été distribué.",
+        "raw message": "message brut",
+        # Editor pages: the composer.
+        "Breadcrumb": "Fil d'Ariane",
+        "Edit": "Modifier",
+        "View": "Voir",
+        "Paste a draft": "Coller un brouillon",
+        "New edition": "Nouvelle édition",
+        "Week": "Semaine",
+        "Items": "Nouvelles",
+        "No edition yet: start one, or paste a draft.": (
+            "Aucune édition pour l'instant : commencez-en une, ou collez un brouillon."
+        ),
+        "Not saved.": "Non enregistré.",
+        "Your text is kept below:": "Votre texte est conservé ci-dessous :",
+        "go to the field": "aller au champ",
+        "This edition is {status}: its content can no longer change.": (
+            "Cette édition est {status} : son contenu ne peut plus changer."
+        ),
+        "Unsaved changes": "Modifications non enregistrées",
+        "Saving…": "Enregistrement…",
+        "Saved at {time}": "Enregistré à {time}",
+        "Unsaved changes · last saved {time}": (
+            "Modifications non enregistrées · dernier enregistrement à {time}"
+        ),
+        "Not saved: {message}": "Non enregistré : {message}",
+        "Not saved ({status}). Your text is still here; copy it before reloading.": (
+            "Non enregistré ({status}). Votre texte est toujours là ; copiez-le avant de recharger "
+            "la page."
+        ),
+        "Not saved: the server cannot be reached. Your text is still here.": (
+            "Non enregistré : le serveur est injoignable. Votre texte est toujours là."
+        ),
+        "Remove this entry and its text?": "Retirer cette entrée et son texte ?",
+        "Hide preview": "Masquer l'aperçu",
+        "Save": "Enregistrer",
+        "Not saved": "Non enregistré",
+        "Saved": "Enregistré",
+        "Autosave every {seconds} s · Ctrl+S saves now": (
+            "Enregistrement automatique toutes les {seconds} s · Ctrl+S enregistre tout de suite"
+        ),
+        "Email size": "Taille de l'e-mail",
+        "Paste a draft into this edition": "Coller un brouillon dans cette édition",
+        "Status and delivery": "Statut et envoi",
+        "All editions": "Toutes les éditions",
+        "Envelope": "Enveloppe",
+        "The title is used when empty": "Le titre est repris s'il est vide",
+        "Preheader": "Pré-en-tête",
+        "Shown after the subject in most inboxes; about 90 characters.": (
+            "Affiché après l'objet dans la plupart des messageries ; environ 90 caractères."
+        ),
+        "Masthead": "Bandeau",
+        "Week from": "Semaine du",
+        "to": "au",
+        "Authors": "Auteurs",
+        "Comma separated": "Séparés par des virgules",
+        "Header image URL": "URL de l'image d'en-tête",
+        "Alt text": "Texte alternatif",
+        "Credit": "Crédit",
+        "Synthesis": "Synthèse",
+        "Headline": "Titre",
+        "A first line {example} becomes the synthesis headline.": (
+            "Une première ligne {example} devient le titre de la synthèse."
+        ),
+        "News items": "Nouvelles",
+        "Add a news item": "Ajouter une nouvelle",
+        "Related reads": "Lectures conseillées",
+        "Add a related read": "Ajouter une lecture conseillée",
+        "Markdown:": "Markdown :",
+        "Sub-heading": "Intertitre",
+        "bold": "gras",
+        "list": "liste",
+        "text": "texte",
+        "News item": "Nouvelle",
+        "Move up": "Monter",
+        "Move this item up": "Monter cette nouvelle",
+        "Move down": "Descendre",
+        "Move this item down": "Descendre cette nouvelle",
+        "Remove": "Retirer",
+        "Remove this item": "Retirer cette nouvelle",
+        "Body": "Corps",
+        "Source name": "Nom de la source",
+        "Source URL": "URL de la source",
+        "Image (optional)": "Image (facultative)",
+        "Image URL": "URL de l'image",
+        "Kind": "Type",
+        "URL": "URL",
+        "Remove this related read": "Retirer cette lecture conseillée",
+        "{size} KB of {limit} KB": "{size} Ko sur {limit} Ko",
+        "Gmail will clip this edition: shorten it or move items to the next one.": (
+            "Gmail coupera cette édition : raccourcissez-la ou reportez des nouvelles à la "
+            "suivante."
+        ),
+        "Close to Gmail's 102 KB clipping limit.": (
+            "Proche de la limite de coupure de Gmail (102 Ko)."
+        ),
+        "Well under Gmail's 102 KB clipping limit.": (
+            "Bien en dessous de la limite de coupure de Gmail (102 Ko)."
+        ),
+        "News item {number}": "Nouvelle {number}",
+        "Related read {number}": "Lecture conseillée {number}",
+        "{area}, {field}": "{area}, {field}",
+        "{place}: {reason}": "{place} : {reason}",
+        "title": "titre",
+        "date": "date",
+        "source URL": "URL de la source",
+        "image": "image",
+        "image URL": "URL de l'image",
+        "news items": "nouvelles",
+        "week start": "début de semaine",
+        "week end": "fin de semaine",
+        "Not saved: you are logged out. Log in again in another tab, then save.": (
+            "Non enregistré : vous êtes déconnecté·e. Reconnectez-vous dans un autre onglet, puis "
+            "enregistrez."
+        ),
+        "Not saved yet: save when the edition is ready.": (
+            "Pas encore enregistré : enregistrez quand l'édition est prête."
+        ),
+        "this edition was saved elsewhere (another tab or editor) since you opened it. Your "
+        "text below is not saved; save again to replace theirs, or reload to see it.": (
+            "cette édition a été enregistrée ailleurs (autre onglet ou autre rédacteur) depuis que "
+            "vous l'avez ouverte. Votre texte ci-dessous n'est pas enregistré : enregistrez de "
+            "nouveau pour remplacer l'autre version, ou rechargez la page pour la voir."
+        ),
+        "Saved.": "Enregistré.",
+        "Autosave paused: this edition was saved elsewhere (another tab or editor). Save to "
+        "replace their version, or copy your text and reload.": (
+            "Enregistrement automatique suspendu : cette édition a été enregistrée ailleurs (autre "
+            "onglet ou autre rédacteur). Enregistrez pour remplacer l'autre version, ou copiez "
+            "votre texte et rechargez la page."
+        ),
+        "Edition {number} is {status}: it can no longer change.": (
+            "L'édition n° {number} est {status} : elle ne peut plus changer."
+        ),
+        "The text changed since the last review: check the result again.": (
+            "Le texte a changé depuis la dernière relecture : vérifiez de nouveau le résultat."
+        ),
+        "The draft cannot become an edition: {reason}": (
+            "Le brouillon ne peut pas devenir une édition : {reason}"
+        ),
+        # Editor pages: pasting a draft.
+        "Draft text": "Texte du brouillon",
+        "Paste the whole text from the word processor: the title, the week, {synthesis}, "
+        "{news}, then each news item with its title, its “Le …” date line, its text and its "
+        "“Lire plus ?” line.": (
+            "Collez le texte entier depuis le traitement de texte : le titre, la semaine, "
+            "{synthesis}, {news}, puis chaque nouvelle avec son titre, sa ligne de date « Le … », "
+            "son texte et sa ligne « Lire plus ? »."
+        ),
+        "This replaces the content of edition {number}.": (
+            "Ceci remplace le contenu de l'édition n° {number}."
+        ),
+        "Read it again": "Relire",
+        "Read the draft": "Lire le brouillon",
+        "What was read": "Ce qui a été lu",
+        "Replace edition {number} with this": "Remplacer l'édition n° {number} par ceci",
+        "Create the draft edition": "Créer l'édition en brouillon",
+        "Header image": "Image d'en-tête",
+        "Source": "Source",
+        "(no link)": "(pas de lien)",
+        "No news item found: is there a NOUVELLES line?": (
+            "Aucune nouvelle trouvée : y a-t-il une ligne NOUVELLES ?"
+        ),
+        "Link": "Lien",
+        "Every line found its place": "Chaque ligne a trouvé sa place",
+        "These lines will not be in the edition. Fix them in the text above and read it again, "
+        "or add them in the composer afterwards.": (
+            "Ces lignes ne figureront pas dans l'édition. Corrigez-les dans le texte ci-dessus et "
+            "relisez-le, ou ajoutez-les ensuite dans l'éditeur."
+        ),
+        "Line": "Ligne",
+        "Why": "Motif",
+        "Text": "Texte",
+        "Show this line in the text": "Montrer cette ligne dans le texte",
+        # Editor pages: subscribers, one subscriber, bulk actions, import.
+        "Import CSV": "Importer un CSV",
+        "Export CSV": "Exporter en CSV",
+        "Search": "Rechercher",
+        "Address or name": "Adresse ou nom",
+        "Newsletter": "Lettre",
+        "All newsletters": "Toutes les lettres",
+        "Subscription": "Abonnement",
+        "Subscriptions": "Abonnements",
+        "Any": "Indifférent",
+        "Address status": "État de l'adresse",
+        "Tag": "Étiquette",
+        "Tags": "Étiquettes",
+        "Filter": "Filtrer",
+        "Reset": "Réinitialiser",
+        "With": "Pour",
+        "Which subscribers": "Quels abonnés",
+        "selected rows": "lignes sélectionnées",
+        "selected rows ({count})": "lignes sélectionnées ({count})",
+        "Action": "Action",
+        "Choose an action…": "Choisir une action…",
+        "Add tag": "Ajouter une étiquette",
+        "Remove tag": "Retirer une étiquette",
+        "Unsubscribe from {newsletter}": "Désabonner de {newsletter}",
+        "Unsubscribe from every newsletter": "Désabonner de toutes les lettres",
+        "Delete (erase personal data)": "Supprimer (effacer les données personnelles)",
+        "Apply": "Appliquer",
+        "Select every row on this page": "Sélectionner toutes les lignes de la page",
+        "Subscriber": "Abonné",
+        "Address": "Adresse",
+        "Added": "Ajouté le",
+        "Select {email}": "Sélectionner {email}",
+        "none": "aucun",
+        "No subscriber matches.": "Aucun abonné ne correspond.",
+        "Show everyone": "Afficher tout le monde",
+        "Pages": "Pages",
+        "Newer": "Plus récents",
+        "Older": "Plus anciens",
+        "No name": "Sans nom",
+        "added": "ajouté le",
+        "Delete…": "Supprimer…",
+        "Remove tag {tag}": "Retirer l'étiquette {tag}",
+        "No tag.": "Aucune étiquette.",
+        "New tag": "Nouvelle étiquette",
+        "Add": "Ajouter",
+        "Attributes": "Attributs",
+        "None.": "Aucun.",
+        "Subscriptions and consent": "Abonnements et consentement",
+        "Consent": "Consentement",
+        "Confirmed": "Confirmé le",
+        "Paused until": "En pause jusqu'au",
+        "confirmation mailed": "confirmation envoyée le",
+        "No subscription.": "Aucun abonnement.",
+        "Deliveries": "Envois",
+        "newest {count} shown": "{count} plus récents affichés",
+        "Edition": "Édition",
+        "Sent": "Envoyée le",
+        "Attempts": "Tentatives",
+        "Last error": "Dernière erreur",
+        "Nothing sent yet.": "Aucun envoi pour l'instant.",
+        "Events": "Événements",
+        "When": "Quand",
+        "Event": "Événement",
+        "Detail": "Détail",
+        "No open, click, answer or bounce yet.": (
+            "Aucune ouverture, aucun clic, aucune réponse ni aucun rejet pour l'instant."
+        ),
+        "Suppressions for this address": "Blocages de cette adresse",
+        "Reason": "Motif",
+        "Applies to": "S'applique à",
+        "every newsletter": "toutes les lettres",
+        "Not suppressed: editions may be sent to this address.": (
+            "Non bloquée : des éditions peuvent être envoyées à cette adresse."
+        ),
+        "Confirm": "Confirmation",
+        "Their address, name, attributes, tags, subscriptions and consent records are erased, "
+        "as when readers erase themselves: editions not yet sent to them are cancelled, and "
+        "deliveries and events stay in the statistics without the person. Their suppressions "
+        "are removed too, so a later import could add these addresses again. This cannot be "
+        "undone.": (
+            "Leur adresse, leur nom, leurs attributs, leurs étiquettes, leurs abonnements et la "
+            "trace de leurs consentements sont effacés, comme lorsque les lecteurs s'effacent "
+            "eux-mêmes : les éditions qui ne leur sont pas encore parvenues sont annulées, et les "
+            "envois et événements restent dans les statistiques sans la personne. Leurs blocages "
+            "sont aussi retirés : une importation ultérieure pourrait donc ajouter de nouveau ces "
+            "adresses. C'est irréversible."
+        ),
+        "They stop receiving {newsletter} at once, including an edition being sent now, and "
+        "their address is suppressed. Only they can subscribe again, through the confirmation "
+        "email.": (
+            "Ils cessent aussitôt de recevoir {newsletter}, y compris une édition en cours "
+            "d'envoi, et leur adresse est bloquée. Eux seuls pourront se réabonner, par l'e-mail "
+            "de confirmation."
+        ),
+        "They stop receiving every newsletter at once, including an edition being sent now, and "
+        "their address is suppressed. Only they can subscribe again, through the confirmation "
+        "email.": (
+            "Ils cessent aussitôt de recevoir toutes les lettres, y compris une édition en cours "
+            "d'envoi, et leur adresse est bloquée. Eux seuls pourront se réabonner, par l'e-mail "
+            "de confirmation."
+        ),
+        "… and {count} more": "… et {count} de plus",
+        "Delete {count}": "Supprimer {count}",
+        "Unsubscribe {count}": "Désabonner {count}",
+        "Cancel": "Annuler",
+        "Import subscribers": "Importer des abonnés",
+        "Import into {newsletter}": "Importation dans {newsletter}",
+        "(confirmed)": "(déjà confirmés)",
+        "(pending confirmation)": "(en attente de confirmation)",
+        "Rejected rows": "Lignes rejetées",
+        "(empty)": "(vide)",
+        "… and {count} more not listed.": "… et {count} autres, non listées.",
+        "Skipped (suppressed or unsubscribed)": "Ignorées (adresses bloquées ou désabonnées)",
+        "See the subscribers": "Voir les abonnés",
+        "Import another file": "Importer un autre fichier",
+        "Choose…": "Choisir…",
+        "CSV file": "Fichier CSV",
+        "A header row must name the email column. Any delimiter; UTF-8 with or without BOM. "
+        "Name and language columns are read; other columns are kept as attributes.": (
+            "Une ligne d'en-tête doit nommer la colonne des adresses e-mail. Tout séparateur "
+            "convient ; UTF-8 avec ou sans BOM. Les colonnes de nom et de langue sont lues ; les "
+            "autres sont conservées comme attributs."
+        ),
+        "They must confirm": "Ils doivent confirmer",
+        "(double opt-in)": "(double consentement)",
+        "They already confirmed elsewhere": "Ils ont déjà confirmé ailleurs",
+        "Where they consented": "Où ils ont donné leur consentement",
+        "(required when confirmed; kept on each subscription)": (
+            "(obligatoire s'ils ont déjà confirmé ; conservé sur chaque abonnement)"
+        ),
+        "e.g. previous newsletter tool, export of March": (
+            "p. ex. ancien outil d'envoi, export de mars"
+        ),
+        "Suppressed and unsubscribed addresses are never subscribed again by an import.": (
+            "Une importation ne réabonne jamais les adresses bloquées ou désabonnées."
+        ),
+        "Import": "Importer",
+        "unknown {kind} {value}": "{kind} inconnu : {value}",
+        "Choose an action.": "Choisissez une action.",
+        "Select at least one subscriber, or choose “all matching”.": (
+            "Sélectionnez au moins un abonné, ou choisissez tous les résultats."
+        ),
+        "Tagged {people} “{tag}”.": "Étiquette « {tag} » ajoutée à {people}.",
+        "Removed “{tag}” from {people}.": "Étiquette « {tag} » retirée de {people}.",
+        "Deleted {people} and their personal data.": (
+            "Suppression de {people} et de leurs données personnelles."
+        ),
+        "Choose the newsletter to import into.": "Choisissez la lettre dans laquelle importer.",
+        "Choose a CSV file.": "Choisissez un fichier CSV.",
+        "Say where these readers already consented (the reason is recorded).": (
+            "Indiquez où ces lecteurs ont déjà donné leur consentement (le motif est enregistré)."
+        ),
+        "choose a newsletter to export": "choisissez une lettre à exporter",
+    }
+)
+# Counted messages (`ngettext`): the English singular and plural, then the French ones.
+_FR_COUNTED: Mapping[tuple[str, str], tuple[str, str]] = MappingProxyType(
+    {
+        (
+            "Resumed: {n} message to go.",
+            "Resumed: {n} messages to go.",
+        ): (
+            "Reprise : {n} message restant.",
+            "Reprise : {n} messages restants.",
+        ),
+        (
+            "{n} message received by the local SMTP sink (newest first).",
+            "{n} messages received by the local SMTP sink (newest first).",
+        ): (
+            "{n} message reçu par le collecteur SMTP local (du plus récent au plus ancien).",
+            "{n} messages reçus par le collecteur SMTP local (du plus récent au plus ancien).",
+        ),
+        (
+            "Edition {number} filled from the pasted draft: {n} news item.",
+            "Edition {number} filled from the pasted draft: {n} news items.",
+        ): (
+            "Édition n° {number} remplie d'après le brouillon collé : {n} nouvelle.",
+            "Édition n° {number} remplie d'après le brouillon collé : {n} nouvelles.",
+        ),
+        ("news item", "news items"): ("nouvelle", "nouvelles"),
+        (
+            "{n} related read",
+            "{n} related reads",
+        ): (
+            "{n} lecture conseillée",
+            "{n} lectures conseillées",
+        ),
+        ("{n} character", "{n} characters"): ("{n} caractère", "{n} caractères"),
+        (
+            "{n} line not placed",
+            "{n} lines not placed",
+        ): (
+            "{n} ligne non placée",
+            "{n} lignes non placées",
+        ),
+        ("{n} subscriber", "{n} subscribers"): ("{n} abonné", "{n} abonnés"),
+        (
+            "Ended {n} subscription.",
+            "Ended {n} subscriptions.",
+        ): (
+            "{n} abonnement résilié.",
+            "{n} abonnements résiliés.",
+        ),
+        (
+            "Delete {n} subscriber?",
+            "Delete {n} subscribers?",
+        ): (
+            "Supprimer {n} abonné ?",
+            "Supprimer {n} abonnés ?",
+        ),
+        (
+            "Unsubscribe {n} subscriber?",
+            "Unsubscribe {n} subscribers?",
+        ): (
+            "Désabonner {n} abonné ?",
+            "Désabonner {n} abonnés ?",
+        ),
+        ("matching", "matching"): ("résultat", "résultats"),
+        ("all {n} matching", "all {n} matching"): ("{n} résultat", "les {n} résultats"),
+        ("row read", "rows read"): ("ligne lue", "lignes lues"),
+        ("added", "added"): ("ajouté", "ajoutés"),
+        ("merged", "merged"): ("fusionné", "fusionnés"),
+        ("subscribed", "subscribed"): ("abonné", "abonnés"),
+        ("confirmed", "confirmed"): ("confirmé", "confirmés"),
+        ("skipped", "skipped"): ("ignoré", "ignorés"),
+        ("rejected", "rejected"): ("rejeté", "rejetés"),
     }
 )
 _CATALOGUES: Mapping[str, Mapping[str, str]] = MappingProxyType({"fr": _FR})
+_COUNTED: Mapping[str, Mapping[tuple[str, str], tuple[str, str]]] = MappingProxyType(
+    {"fr": _FR_COUNTED}
+)
 
 
 def catalogue(locale: str) -> Mapping[str, str]:
     """The translations of one locale (empty for English, the source language)."""
     return _CATALOGUES.get(locale, MappingProxyType({}))
+
+
+def counted_catalogue(locale: str) -> Mapping[tuple[str, str], tuple[str, str]]:
+    """The translations of one locale's counted messages: (singular, plural) both ways."""
+    return _COUNTED.get(locale, MappingProxyType({}))
 
 
 def _primary(language: str | None) -> str | None:
@@ -294,6 +792,79 @@ def gettext(message: str, **values: object) -> str:
 
 _ = gettext
 
+
+def babel_locale() -> str:
+    """The request's locale as Babel names it, for dates and numbers."""
+    return _BABEL_LOCALES[get_locale()]
+
+
+def format_number(n: int) -> str:
+    """`n` with the thousands separator of the request's locale (1,234 or 1 234)."""
+    return format_decimal(n, locale=babel_locale())
+
+
+def ngettext(singular: str, plural: str, n: int, **values: object) -> str:
+    """The form of a counted message that `n` takes, with `{n}` filled in (formatted)."""
+    locale = get_locale()
+    # French puts 0 in the singular ("0 message"), English only 1.
+    many = n > 1 if locale == "fr" else n != 1
+    forms = counted_catalogue(locale).get((singular, plural), (singular, plural))
+    return forms[many].format(n=format_number(n), **values)
+
+
+def status_label(value: str) -> str:
+    """The word shown for a status, event kind or suppression reason (an enum's value)."""
+    # One word per value whatever the enum: the French forms read right for each
+    # (an edition or the copy of it sent to one reader is "envoyée").
+    labels = {
+        "draft": _("draft"),
+        "scheduled": _("scheduled"),
+        "sending": _("sending"),
+        "paused": _("paused"),
+        "sent": _("sent"),
+        "cancelled": _("cancelled"),
+        "queued": _("queued"),
+        "failed": _("failed"),
+        "pending": _("pending"),
+        "confirmed": _("confirmed"),
+        "unsubscribed": _("unsubscribed"),
+        "active": _("active"),
+        "bounced": _("bounced"),
+        "complained": _("complained"),
+        "open": _("open"),
+        "click": _("click"),
+        "unsubscribe": _("unsubscribe"),
+        "feedback": _("feedback"),
+        "bounce": _("bounce"),
+        "complaint": _("complaint"),
+        "hard_bounce": _("hard bounce"),
+        "manual": _("manual"),
+        "erased": _("erased"),
+    }
+    return labels.get(value, value)
+
+
+def switch_url(locale: str) -> str:
+    """This page in `locale`: its address with `?lang=` set, other parameters kept."""
+    args = request.args.to_dict(flat=False)
+    args["lang"] = [locale]
+    # A page answering a form post may live at an address that a link cannot open.
+    if request.method != "GET" and not _answers_get(request.path):
+        return url_for("dashboard.index", lang=locale)
+    return f"{request.script_root}{request.path}?{urlencode(args, doseq=True)}"
+
+
+def _answers_get(path: str) -> bool:
+    adapter = current_app.create_url_adapter(request)
+    if adapter is None:
+        return False
+    try:
+        adapter.match(path, method="GET")
+    except HTTPException:
+        return False
+    return True
+
+
 Translate = Callable[..., str]
 
 
@@ -309,5 +880,12 @@ def translator(language: str) -> Translate:
 
 
 def init_app(app: Flask) -> None:
-    """Expose `_` and `get_locale` to every template."""
-    app.jinja_env.globals.update(_=gettext, get_locale=get_locale)
+    """Expose `_`, `ngettext`, the locale and its formats to every template."""
+    app.jinja_env.globals.update(
+        _=gettext,
+        ngettext=ngettext,
+        get_locale=get_locale,
+        format_number=format_number,
+        status_label=status_label,
+        switch_url=switch_url,
+    )

@@ -32,6 +32,7 @@ from service.imports import ImportAborted, ImportReport
 from service.models import Newsletter, Subscriber, SubscriberStatus, SubscriptionStatus, utcnow
 from service.subscribers import SubscriberFilter
 from service.web.deps import db, editor_required
+from service.web.i18n import _, ngettext
 
 blueprint = Blueprint("subscribers", __name__, url_prefix="/subscribers")
 
@@ -58,7 +59,7 @@ def _enum(kind: type[E], value: str) -> E | None:
     try:
         return kind(value)
     except ValueError:
-        abort(400, f"unknown {kind.__name__} {value!r}")
+        abort(400, _("unknown {kind} {value}", kind=kind.__name__, value=repr(value)))
 
 
 def _newsletter(slug: str) -> Newsletter | None:
@@ -171,7 +172,7 @@ def bulk() -> str | BaseResponse:
     back = _list_url(view)
     action = form.get("action", "")
     if action not in BULK_ACTIONS:
-        flash("Choose an action.", "error")
+        flash(_("Choose an action."), "error")
         return redirect(back)
     target: subscribers.Target
     if form.get("scope") == "matching":
@@ -181,7 +182,7 @@ def bulk() -> str | BaseResponse:
         ids = sorted({int(value) for value in form.getlist("id") if value.isdigit()})
         target = ids
         if not ids:
-            flash("Select at least one subscriber, or choose “all matching”.", "error")
+            flash(_("Select at least one subscriber, or choose “all matching”."), "error")
             return redirect(back)
     tag = form.get("tag_name", "")  # "tag" is the list's tag filter
     if action in ("tag", "untag"):
@@ -196,24 +197,24 @@ def bulk() -> str | BaseResponse:
 
     if action == "tag":
         done = subscribers.tag(session, target, tag)
-        message = f"Tagged {_people(done)} “{tag}”."
+        message = _("Tagged {people} “{tag}”.", people=_people(done), tag=tag)
     elif action == "untag":
         done = subscribers.untag(session, target, tag)
-        message = f"Removed “{tag}” from {_people(done)}."
+        message = _("Removed “{tag}” from {people}.", tag=tag, people=_people(done))
     elif action == "unsubscribe":
         newsletter_id = view.newsletter.id if view.newsletter else None
         done = subscribers.unsubscribe(session, target, newsletter_id=newsletter_id)
-        message = f"Ended {done} subscription{'s' if done != 1 else ''}."
+        message = ngettext("Ended {n} subscription.", "Ended {n} subscriptions.", done)
     else:
         done = subscribers.erase_many(session, target)
-        message = f"Deleted {_people(done)} and their personal data."
+        message = _("Deleted {people} and their personal data.", people=_people(done))
     session.commit()
     flash(message, "ok")
     return redirect(back)
 
 
 def _people(n: int) -> str:
-    return f"{n:,} subscriber{'s' if n != 1 else ''}"
+    return ngettext("{n} subscriber", "{n} subscribers", n)
 
 
 def _confirm_page(
@@ -259,14 +260,14 @@ def import_csv() -> str | tuple[str, int]:
     errors = []
     newsletter = next((n for n in letters if n.slug == chosen), None)
     if newsletter is None:
-        errors.append("Choose the newsletter to import into.")
+        errors.append(_("Choose the newsletter to import into."))
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        errors.append("Choose a CSV file.")
+        errors.append(_("Choose a CSV file."))
     confirmed = form.get("consent") == "confirmed"
     reason = form.get("reason", "").strip()
     if confirmed and not reason:
-        errors.append("Say where these readers already consented (the reason is recorded).")
+        errors.append(_("Say where these readers already consented (the reason is recorded)."))
     if errors or newsletter is None or upload is None:
         return render_template("web/subscribers/import.html", errors=errors, **context), 400
 
@@ -296,7 +297,7 @@ def export_csv() -> Response:
     slug = request.args.get("newsletter", "")
     newsletter = _newsletter(slug)
     if newsletter is None:
-        abort(400, "choose a newsletter to export")
+        abort(400, _("choose a newsletter to export"))
     status = _enum(SubscriptionStatus, request.args.get("status", ""))
     # Written in full before the first byte goes out: a database error then becomes
     # an error page rather than a truncated file that looks complete.

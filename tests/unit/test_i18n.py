@@ -2,52 +2,115 @@
 
 from __future__ import annotations
 
-import re
+import ast
 import string
+from collections.abc import Iterator
 from pathlib import Path
 
+import jinja2
 import pytest
 from flask import Flask
+from jinja2.ext import extract_from_ast
 
 from service.web import i18n
 
 WEB = Path(__file__).resolve().parents[2] / "service" / "web"
-# The pages whose `_` is service.web.i18n.gettext (the reader pages under web/reader/
-# share this catalogue through i18n.translator).
-PAGES = [
-    "preview.py",
-    "archive.py",
-    "templates/web/preview.html",
-    "templates/web/archive_index.html",
-    "templates/web/unsubscribe.html",
-    "templates/web/feedback.html",
-    "reader.py",
-    *sorted(str(p.relative_to(WEB)) for p in (WEB / "templates/web/reader").glob("*.html")),
-]
-MESSAGE = re.compile(r"""\b_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')""")
+# Every page: the views and every template under web/ (the reader pages' `_` is
+# i18n.translator, over the same catalogue).
+PAGES = sorted(
+    [
+        *(p.relative_to(WEB).as_posix() for p in WEB.glob("*.py")),
+        *(p.relative_to(WEB).as_posix() for p in (WEB / "templates/web").rglob("*.html")),
+    ]
+)
 
 
-def _messages() -> set[str]:
-    found = set()
+def _calls_in_python(source: str) -> Iterator[tuple[int, str, list[object]]]:
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
+            yield node.lineno, node.func.id, args
+
+
+def _calls_in_template(source: str) -> Iterator[tuple[int, str, list[object]]]:
+    for line, name, found in extract_from_ast(jinja2.Environment(autoescape=True).parse(source)):
+        yield line, name, list(found) if isinstance(found, tuple) else [found]
+
+
+def _messages() -> tuple[set[str], set[tuple[str, str]]]:
+    single: set[str] = set()
+    counted: set[tuple[str, str]] = set()
     for name in PAGES:
-        for match in MESSAGE.finditer((WEB / name).read_text(encoding="utf-8")):
-            found.add((match.group(1) or match.group(2)).replace("\\'", "'"))
-    return found
+        source = (WEB / name).read_text(encoding="utf-8")
+        calls = _calls_in_python(source) if name.endswith(".py") else _calls_in_template(source)
+        for line, function, args in calls:
+            where = f"{name}:{line}"
+            if function == "_":
+                # A message built at run time could not be checked here: none may be.
+                assert isinstance(args[0], str), f"{where}: _() of a non-literal"
+                single.add(args[0])
+            elif function == "ngettext":
+                assert isinstance(args[0], str), f"{where}: ngettext() of a non-literal"
+                assert isinstance(args[1], str), f"{where}: ngettext() of a non-literal"
+                counted.add((args[0], args[1]))
+    return single, counted
 
 
 def _fields(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
+def test_the_scan_covers_every_view_and_template() -> None:
+    for page in ("auth.py", "dashboard.py", "composer.py", "subscribers.py", "outbox.py"):
+        assert page in PAGES
+    for page in ("base.html", "login.html", "composer/edit.html", "subscribers/index.html"):
+        assert f"templates/web/{page}" in PAGES
+
+
 def test_every_message_of_the_pages_has_a_french_translation_with_the_same_fields() -> None:
-    messages = _messages()
-    assert len(messages) > 30  # the scan found the pages' messages
+    messages, _ = _messages()
+    assert len(messages) > 300  # the scan found the pages' messages
     french = i18n.catalogue("fr")
     missing = sorted(m for m in messages if m not in french)
     assert missing == []
     assert sorted(set(french) - messages) == []  # no translation left behind by an edit
     for message in messages:
         assert _fields(french[message]) == _fields(message), message
+
+
+def test_every_counted_message_has_both_french_forms_with_the_same_fields() -> None:
+    _, counted = _messages()
+    assert len(counted) > 10
+    french = i18n.counted_catalogue("fr")
+    assert sorted(counted - set(french)) == []
+    assert sorted(set(french) - counted) == []
+    for singular, plural in counted:
+        fields = _fields(singular) | _fields(plural)
+        one, many = french[singular, plural]
+        assert _fields(one) <= fields | {"n"}, singular
+        assert _fields(many) == _fields(plural), plural
+
+
+@pytest.mark.parametrize(
+    ("lang", "count", "expected"),
+    [
+        ("en", 0, "Ended 0 subscriptions."),
+        ("en", 1, "Ended 1 subscription."),
+        ("en", 1200, "Ended 1,200 subscriptions."),
+        ("fr", 0, "0 abonnement résilié."),
+        ("fr", 1, "1 abonnement résilié."),
+        ("fr", 2, "2 abonnements résiliés."),
+        ("fr", 1200, "1\u202f200 abonnements résiliés."),
+    ],
+)
+def test_counted_messages_take_the_form_of_each_language(
+    lang: str, count: int, expected: str
+) -> None:
+    app = Flask(__name__)
+    app.secret_key = "test"
+    with app.test_request_context(f"/?lang={lang}"):
+        text = i18n.ngettext("Ended {n} subscription.", "Ended {n} subscriptions.", count)
+        assert text == expected
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,12 @@
   const saveButton = document.getElementById("save");
   const items = document.getElementById("items");
   const related = document.getElementById("related");
+  // The page's words, in the editor's language, come from the form's data-msg-* attributes.
+  const words = form.dataset;
+
+  function fill(pattern, values) {
+    return pattern.replace(/\{(\w+)\}/g, function (field, name) { return values[name]; });
+  }
 
   let dirtySince = 0;   // time of the first change not yet saved; 0 when clean
   let changes = 0;      // bumped on every edit, to tell if one happened during a save
@@ -45,7 +51,7 @@
   function markDirty() {
     changes += 1;
     if (!dirtySince) dirtySince = Date.now();
-    if (!inFlight && !conflict) setStatus("Unsaved changes", "pending");
+    if (!inFlight && !conflict) setStatus(words.msgUnsaved, "pending");
   }
 
   function renumber() {
@@ -90,7 +96,7 @@
       row.parentNode.insertBefore(row.nextElementSibling, row);
       button.focus();
     } else if (op === "remove") {
-      if (hasText(row) && !window.confirm("Remove this entry and its text?")) return;
+      if (hasText(row) && !window.confirm(words.msgConfirmRemove)) return;
       row.remove();
     } else {
       return;
@@ -137,7 +143,7 @@
     if (inFlight || conflict) return;
     inFlight = true;
     const seen = changes;
-    setStatus("Saving…", "pending");
+    setStatus(words.msgSaving, "pending");
     const body = new URLSearchParams(new FormData(form));
     body.delete("csrf_token");  // the header carries it
     body.delete("op");
@@ -155,7 +161,7 @@
         if (changes === seen) dirtySince = 0; else dirtySince = Date.now();
         showSize(answer.size);
         markField("", "");
-        setStatus((dirtySince ? "Unsaved changes · last saved " : "Saved at ") + answer.saved_at,
+        setStatus(fill(dirtySince ? words.msgUnsavedSince : words.msgSavedAt, { time: answer.saved_at }),
           dirtySince ? "pending" : "ok");
       } else if (answer && response.status === 401) {
         dirtySince = Date.now();
@@ -166,14 +172,14 @@
       } else if (answer && response.status === 422) {
         dirtySince = Date.now();
         markField(answer.error.where, answer.error.reason);
-        setStatus("Not saved: " + answer.message, "bad");
+        setStatus(fill(words.msgNotSaved, { message: answer.message }), "bad");
       } else {
         dirtySince = Date.now();
-        setStatus("Not saved (" + response.status + "). Your text is still here; copy it before reloading.", "bad");
+        setStatus(fill(words.msgNotSavedStatus, { status: response.status }), "bad");
       }
     } catch (e) {
       dirtySince = Date.now();
-      setStatus("Not saved: the server cannot be reached. Your text is still here.", "bad");
+      setStatus(words.msgUnreachable, "bad");
     } finally {
       inFlight = false;
       if (submitAfterSave) {
@@ -230,7 +236,7 @@
       tools.previousElementSibling.querySelector("textarea.md");
     if (!pane.hidden) {
       pane.hidden = true;
-      button.textContent = "Preview";
+      button.textContent = words.msgPreview;
       return;
     }
     const response = await fetch(form.dataset.markdownUrl, {
@@ -243,7 +249,7 @@
     const answer = await response.json();
     pane.innerHTML = answer.html;
     pane.hidden = false;
-    button.textContent = "Hide preview";
+    button.textContent = words.msgHidePreview;
   }
 
   function enablePreviews(root) {
