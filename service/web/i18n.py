@@ -582,15 +582,15 @@ _FR: Mapping[str, str] = MappingProxyType(
         "Confirm": "Confirmation",
         "Their address, name, attributes, tags, subscriptions and consent records are erased, "
         "as when readers erase themselves: editions not yet sent to them are cancelled, and "
-        "deliveries and events stay in the statistics without the person. Their suppressions "
-        "are removed too, so a later import could add these addresses again. This cannot be "
-        "undone.": (
+        "deliveries and events stay in the statistics without the person. Only a hash of each "
+        "address stays on the suppression list, so importing an old list cannot bring them "
+        "back. This cannot be undone.": (
             "Leur adresse, leur nom, leurs attributs, leurs étiquettes, leurs abonnements et la "
             "trace de leurs consentements sont effacés, comme lorsque les lecteurs s'effacent "
             "eux-mêmes : les éditions qui ne leur sont pas encore parvenues sont annulées, et les "
-            "envois et événements restent dans les statistiques sans la personne. Leurs blocages "
-            "sont aussi retirés : une importation ultérieure pourrait donc ajouter de nouveau ces "
-            "adresses. C'est irréversible."
+            "envois et événements restent dans les statistiques sans la personne. Seule une "
+            "empreinte de chaque adresse reste dans les blocages : importer une ancienne liste ne "
+            "peut pas les ramener. C'est irréversible."
         ),
         "They stop receiving {newsletter} at once, including an edition being sent now, and "
         "their address is suppressed. Only they can subscribe again, through the confirmation "
