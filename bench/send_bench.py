@@ -1,0 +1,523 @@
+"""Benchmark the send path: one edition to N subscribers through real Celery workers.
+
+    python -m bench.send_bench --subscribers 100000 --workers 2
+    python -m bench.send_bench --postgres auto --redis auto      # production mode
+    python -m bench.send_bench --postgres postgresql://u:p@host/postgres --redis redis://host/0
+
+A fresh instance (SQLite and the SQL broker by default; PostgreSQL and Redis with
+--postgres/--redis, "auto" starting throwaway servers), N subscribers created in
+bulk, the sample French edition frozen and snapshotted, then W worker processes
+(`celery worker --concurrency C`) send it to an SMTP sink in its own process: Hebdo's
+Maildir sink by default, Postfix's smtp-sink with --sink postfix. Timed from the
+enqueue to the edition's SENT status. CPU time comes from /proc/<pid>/stat
+(utime + stime, pool children included) and peak memory from VmHWM.
+
+Then, for scale: personalise() alone (CPU per message, with and without a DKIM
+signature), and Postfix's smtp-source sending messages of the same size to the
+same kind of sink, when Postfix is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import typing
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table, create_engine, insert, literal, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from service import dispatch, editions, sending
+from service.config import Settings
+from service.db import make_engine, session_factory
+from service.mail.mime import DkimKey, personalise
+from service.migrate import upgrade
+from service.models import (
+    Edition,
+    EditionStatus,
+    Newsletter,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
+from tests import factories
+from tests.support import free_port
+from tests.support.postgres import PostgresCluster
+from tests.support.redis_server import RedisServer
+from tests.support.smtp import SinkProcess
+from tests.support.worker import WorkerProcess
+from worker.tasks.deliveries import enqueue_send
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- measuring processes -----------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM, the resident set's high-water mark, in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is pid."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except FileNotFoundError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class Measured:
+    """One process of the run, or a server with its child processes (group=True)."""
+
+    role: str
+    pid: int
+    group: bool = False
+    cpu_start: float = 0.0
+    cpu_end: float = 0.0
+    peak_mib: float = 0.0
+    _started: dict[int, float] | None = None
+
+    def _pids(self) -> list[int]:
+        return [self.pid, *children(self.pid)] if self.group else [self.pid]
+
+    def start(self) -> None:
+        self._started = {pid: cpu_seconds(pid) for pid in self._pids()}
+        self.cpu_start = sum(self._started.values())
+
+    def end(self) -> None:
+        pids = self._pids()
+        started = self._started or {}
+        # A server process born during the run started from zero.
+        self.cpu_end = sum(cpu_seconds(pid) for pid in pids) + sum(
+            cpu for pid, cpu in started.items() if pid not in pids
+        )
+        self.peak_mib = max(peak_rss_mib(pid) for pid in pids)
+
+    @property
+    def cpu(self) -> float:
+        return self.cpu_end - self.cpu_start
+
+
+def machine() -> str:
+    """nproc, CPU model, RAM and Python, for the results table."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
+        "unknown CPU",
+    )
+    ram_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal:")
+    )
+    python = sys.version.split()[0]
+    return f"{os.cpu_count()} x {model}, {ram_kib / 2**20:.1f} GiB RAM, Python {python}"
+
+
+# --- the instance --------------------------------------------------------------------
+
+
+@contextmanager
+def database(kind: str, workdir: Path) -> Iterator[tuple[str, int | None]]:
+    """A fresh, migrated database: SQLite in workdir, or a new one on a PostgreSQL server."""
+    if kind == "sqlite":
+        url = f"sqlite:///{workdir / 'hebdo.sqlite'}"
+        upgrade(url)
+        yield url, None
+        return
+    with ExitStack() as stack:
+        server, postmaster = kind, None
+        if kind == "auto":
+            cluster = stack.enter_context(PostgresCluster())
+            server = cluster.url("postgres")
+            postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+        name = f"hebdo_bench_{uuid.uuid4().hex[:10]}"
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(server).set(database=name).render_as_string(hide_password=False)
+        try:
+            upgrade(url)
+            yield url, postmaster
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+@contextmanager
+def redis_url(kind: str | None) -> Iterator[tuple[str | None, int | None]]:
+    """None (the SQL broker), a given Redis URL, or a throwaway redis-server (and its pid)."""
+    if kind != "auto":
+        yield kind, None
+        return
+    with RedisServer() as server:
+        assert server.process is not None
+        yield server.url, server.process.pid
+
+
+def create_readers(factory: sessionmaker[Session], letter_id: int, count: int) -> None:
+    """`count` confirmed readers, in chunks of plain INSERTs and one INSERT … SELECT."""
+    chunk = 10_000
+    for first in range(0, count, chunk):
+        with factory() as session, session.begin():
+            session.execute(
+                insert(Subscriber),
+                [
+                    {"email": f"lecteur{n}@exemple.org", "name": f"Lecteur {n}"}
+                    for n in range(first, min(count, first + chunk))
+                ],
+            )
+    now = utcnow()
+    with factory() as session, session.begin():
+        table = typing.cast(Table, Subscription.__table__)
+        session.execute(
+            table.insert().from_select(
+                [
+                    "newsletter_id",
+                    "subscriber_id",
+                    "status",
+                    "consent_at",
+                    "consent_source",
+                    "confirmed_at",
+                    "created_at",
+                ],
+                select(
+                    literal(letter_id),
+                    Subscriber.id,
+                    literal(SubscriptionStatus.CONFIRMED.value),
+                    literal(now, type_=table.c.consent_at.type),
+                    literal("bench"),
+                    literal(now, type_=table.c.confirmed_at.type),
+                    literal(now, type_=table.c.created_at.type),
+                ),
+            )
+        )
+
+
+@contextmanager
+def sink(kind: str, workdir: Path) -> Iterator[tuple[str, int]]:
+    """An SMTP sink in its own process; yields (URL, pid)."""
+    if kind == "hebdo":
+        with SinkProcess(workdir / "maildir") as process:
+            assert process.process is not None
+            yield process.url, process.process.pid
+            shutil.rmtree(workdir / "maildir", ignore_errors=True)
+        return
+    binary = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    port = free_port()
+    # -u: smtp-sink drops root privileges to this user; 1000: listen backlog.
+    postfix = subprocess.Popen(
+        [binary, "-u", "nobody", f"127.0.0.1:{port}", "1000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _listening(port):
+            if time.monotonic() > deadline or postfix.poll() is not None:
+                raise RuntimeError("smtp-sink did not start")
+            time.sleep(0.05)
+        yield f"smtp://127.0.0.1:{port}", postfix.pid
+    finally:
+        postfix.terminate()
+        postfix.wait(10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+# --- the runs ------------------------------------------------------------------------
+
+
+@dataclass
+class SendRun:
+    """What the end-to-end run measured."""
+
+    messages: int
+    seconds: float
+    message_bytes: int
+    processes: list[Measured]
+    snapshot_seconds: float
+    create_seconds: float
+
+
+def send_run(args: argparse.Namespace, workdir: Path) -> SendRun:
+    """Create the instance, send the edition through real workers, measure."""
+    with ExitStack() as stack:
+        database_url, postmaster = stack.enter_context(database(args.postgres or "sqlite", workdir))
+        broker, redis_pid = stack.enter_context(redis_url(args.redis))
+        instance = workdir / "instance"
+        instance.mkdir()
+        env = {
+            "HEBDO_INSTANCE": str(instance),
+            "SECRET_KEY": "bench-" + uuid.uuid4().hex,
+            "BASE_URL": "https://lettre.exemple.org",
+            "DATABASE_URL": database_url,
+            "CELERY_BROKER_URL": broker or f"sqla+sqlite:///{instance / 'broker.sqlite'}",
+            "HEBDO_BATCH_SIZE": str(args.batch_size),
+            "HEBDO_MAX_CONNECTIONS": str(args.workers * args.concurrency),
+        }
+        if broker:
+            env["REDIS_URL"] = broker
+        settings = Settings.from_env(env)
+        factory = session_factory(make_engine(settings.database_url))
+
+        started = time.perf_counter()
+        with factory() as session, session.begin():
+            letter_id = factories.newsletter(session, slug="banc").id
+        create_readers(factory, letter_id, args.subscribers)
+        create_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        with factory() as session, session.begin():
+            letter = session.get(Newsletter, letter_id)
+            assert letter is not None
+            edition = editions.create(session, letter, factories.sample_data("fr"))
+            begun = sending.begin(
+                session,
+                edition,
+                base_url=settings.base_url,
+                templates_path=settings.email_templates_path,
+                batch_size=settings.batch_size,
+            )
+            prepared = dispatch.prepare_edition(edition, settings)
+        snapshot_seconds = time.perf_counter() - started
+        size = len(personalise(prepared, 1, "lecteur1@exemple.org", "Lecteur 1", utcnow()).data)
+
+        sink_url, sink_pid = stack.enter_context(sink(args.sink, workdir))
+        env["SMTP_URL"] = sink_url
+        workers = [
+            WorkerProcess(
+                env, workdir / f"worker{n}.log", concurrency=args.concurrency, name=f"bench{n}"
+            )
+            for n in range(args.workers)
+        ]
+        for worker in workers:
+            stack.callback(worker.stop)
+            worker.start()
+        measured = [Measured("sink", sink_pid)]
+        if postmaster is not None:
+            measured.append(Measured("PostgreSQL (all server processes)", postmaster, group=True))
+        if redis_pid is not None:
+            measured.append(Measured("Redis", redis_pid))
+        for worker in workers:
+            assert worker.process is not None
+            measured.append(Measured("worker main", worker.process.pid))
+            measured += [Measured("worker pool child", pid) for pid in worker.child_pids()]
+        for process in measured:
+            process.start()
+
+        started = time.perf_counter()
+        enqueue_send(
+            settings.broker_url, begun.edition_id, begun.batches, args.workers * args.concurrency
+        )
+        deadline = time.monotonic() + args.timeout
+        while True:
+            with factory() as session:
+                status = session.scalar(
+                    select(Edition.status).where(Edition.id == begun.edition_id)
+                )
+            if status == EditionStatus.SENT:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not sent after {args.timeout} s:\n{workers[0].log()}")
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        for process in measured:
+            process.end()
+    return SendRun(begun.recipients, seconds, size, measured, snapshot_seconds, create_seconds)
+
+
+def micro_personalise(samples: int = 3000) -> dict[str, float]:
+    """CPU µs per personalise() call on the sample edition, without and with DKIM."""
+    with tempfile.TemporaryDirectory(prefix="hebdo-micro-") as tmp:
+        workdir = Path(tmp)
+        url = f"sqlite:///{workdir / 'micro.sqlite'}"
+        upgrade(url)
+        settings = Settings.from_env(
+            {"HEBDO_INSTANCE": str(workdir), "DATABASE_URL": url, "SECRET_KEY": "micro"}
+        )
+        factory = session_factory(make_engine(url))
+        with factory() as session, session.begin():
+            letter = factories.newsletter(session)
+            edition = factories.edition(session, letter)
+            sending.begin(
+                session,
+                edition,
+                base_url="https://lettre.exemple.org",
+                templates_path=settings.email_templates_path,
+                batch_size=200,
+            )
+            prepared = dispatch.prepare_edition(edition, settings)
+        results = {"personalise": _per_call(prepared, samples)}
+        key_path = workdir / "dkim.pem"
+        made = subprocess.run(
+            ["openssl", "genrsa", "-out", str(key_path), "2048"],
+            capture_output=True,
+            check=False,
+        )
+        if made.returncode == 0:
+            signed = type(prepared)(
+                **{
+                    **prepared.__dict__,
+                    "dkim": DkimKey.load("hebdo", "exemple.org", key_path),
+                }
+            )
+            results["personalise + DKIM"] = _per_call(signed, max(200, samples // 10))
+    return results
+
+
+def _per_call(prepared: Any, samples: int) -> float:
+    now = utcnow()
+    runs = []
+    for _ in range(3):
+        started = time.process_time()
+        for n in range(samples):
+            personalise(prepared, n, f"lecteur{n}@exemple.org", f"Lecteur {n}", now)
+        runs.append((time.process_time() - started) / samples * 1e6)
+    return min(runs)
+
+
+def smtp_source(
+    kind: str, workdir: Path, size: int, messages: int, sessions: int
+) -> dict[str, float] | None:
+    """Postfix's smtp-source: `messages` of `size` bytes over parallel sessions into the sink."""
+    binary = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+    if not Path(binary).exists():
+        return None
+    with sink(kind, workdir) as (url, pid):
+        host_port = url.removeprefix("smtp://")
+        cpu_before = cpu_seconds(pid)
+        started = time.perf_counter()
+        result = subprocess.run(
+            [binary, "-s", str(sessions), "-l", str(size), "-m", str(messages), host_port],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        seconds = time.perf_counter() - started
+        sink_cpu = cpu_seconds(pid) - cpu_before
+    if result.returncode != 0:
+        raise SystemExit(f"smtp-source failed: {result.stderr}")
+    return {"seconds": seconds, "rate": messages / seconds, "sink_cpu": sink_cpu}
+
+
+# --- report --------------------------------------------------------------------------
+
+
+def report(args: argparse.Namespace, run: SendRun, micro: dict[str, float], source: Any) -> str:
+    """The figures as Markdown."""
+    mode = "PostgreSQL + Redis" if args.postgres else "SQLite + SQL broker (embedded default)"
+    lines = [
+        f"Machine: {machine()}; load average before the run: {args.load}",
+        f"Mode: {mode}; sink: {args.sink}; {args.workers} worker(s) x concurrency "
+        f"{args.concurrency}; batch size {args.batch_size}",
+        "",
+        f"- Subscribers created in bulk: {args.subscribers:,} in {run.create_seconds:.1f} s; "
+        f"freeze + snapshot of the outbox: {run.snapshot_seconds:.2f} s",
+        f"- Message size: {run.message_bytes:,} bytes (multipart/alternative, quoted-printable)",
+        f"- **Sent {run.messages:,} messages in {run.seconds:.1f} s: "
+        f"{run.messages / run.seconds:,.0f} messages/s**",
+        "",
+        "| process | pid | CPU s | CPU s per 1,000 messages | peak RSS (VmHWM) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {process.role} | {process.pid} | {process.cpu:.1f} | "
+        f"{process.cpu / run.messages * 1000:.3f} | {process.peak_mib:.0f} MiB |"
+        for process in run.processes
+    ]
+    workers_cpu = sum(p.cpu for p in run.processes if p.role.startswith("worker"))
+    everything = sum(p.cpu for p in run.processes)
+    lines += [
+        f"| all workers | | {workers_cpu:.1f} | {workers_cpu / run.messages * 1000:.3f} | |",
+        f"| all processes | | {everything:.1f} | {everything / run.messages * 1000:.3f} | |",
+        "",
+    ]
+    for name, micros in micro.items():
+        lines.append(f"- {name}() alone: {micros:,.0f} µs CPU per message")
+    if source is not None:
+        lines.append(
+            f"- Postfix smtp-source ({args.source_sessions} sessions, {args.source_messages:,} x "
+            f"{run.message_bytes:,} bytes) into the same {args.sink} sink: "
+            f"{source['rate']:,.0f} messages/s (sink CPU "
+            f"{source['sink_cpu'] / args.source_messages * 1000:.3f} s per 1,000)"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=1, help="pool processes per worker")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--postgres", help="server URL to create a database in, or 'auto'")
+    parser.add_argument("--redis", help="Redis URL (broker and limits), or 'auto'")
+    parser.add_argument("--sink", choices=("hebdo", "postfix"), default="hebdo")
+    parser.add_argument("--source-messages", type=int, default=10_000)
+    parser.add_argument("--source-sessions", type=int, default=2)
+    parser.add_argument("--no-source", action="store_true", help="skip Postfix's smtp-source")
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args(argv)
+    args.load = Path("/proc/loadavg").read_text().split()[0]
+
+    micro = micro_personalise()
+    with tempfile.TemporaryDirectory(prefix="hebdo-send-bench-") as tmp:
+        workdir = Path(tmp)
+        run = send_run(args, workdir)
+        source = None
+        if not args.no_source:
+            (workdir / "source").mkdir()
+            source = smtp_source(
+                args.sink,
+                workdir / "source",
+                run.message_bytes,
+                args.source_messages,
+                args.source_sessions,
+            )
+    print(report(args, run, micro, source))
+
+
+if __name__ == "__main__":
+    main()
