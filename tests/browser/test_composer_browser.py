@@ -2,55 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flask import Flask
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.serving import make_server
 
 from service import editions, editors
 from service.models import Edition
 from tests import factories
-from tests.support import free_port
+from tests.support.browser import ARTIFACTS, log_in
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DRAFT = Path(__file__).resolve().parents[1] / "fixtures" / "draft_fr.txt"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 EDITOR = "redaction@exemple.fr"
 PASSWORD = "une-phrase-de-passe"
-
-
-@pytest.fixture
-def base_url(app: Flask) -> Iterator[str]:
-    """The app served over HTTP on a free port, in a thread."""
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless."""
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -70,10 +35,7 @@ def _stored(sessions: sessionmaker[Session], edition_id: int) -> dict[str, objec
 
 
 def _log_in(page: Page, base_url: str, next_path: str) -> None:
-    page.goto(f"{base_url}/login?next={next_path}")
-    page.fill("#email", EDITOR)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in(page, base_url, EDITOR, PASSWORD, next_path)
 
 
 def _autosave_after(page: Page, seconds: int) -> None:

@@ -3,57 +3,21 @@
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from flask import Flask
-from playwright.sync_api import Browser, Dialog, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, expect
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.serving import make_server
 
 from service import editors, sending
 from service.config import Settings
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, utcnow
 from tests import factories
-from tests.support import free_port
+from tests.support.browser import ARTIFACTS, log_in
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 EDITOR = "redaction@exemple.fr"
 PASSWORD = "une-phrase-de-passe"
-
-
-@pytest.fixture
-def base_url(app: Flask) -> Iterator[str]:
-    """The app served over HTTP on a free port, in a thread."""
-    server = make_server("127.0.0.1", free_port(), app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless."""
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -94,10 +58,7 @@ def test_editor_watches_the_send_pauses_it_sees_it_resumed_elsewhere_and_cancels
     browser: Browser, base_url: str, sessions: sessionmaker[Session], edition_id: int
 ) -> None:
     page = browser.new_page()
-    page.goto(f"{base_url}/login?next=/editions/{edition_id}")
-    page.fill("#email", EDITOR)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in(page, base_url, EDITOR, PASSWORD, f"/editions/{edition_id}")
 
     expect(page.locator("#status")).to_have_text("sending")
     expect(page.locator("#counts")).to_contain_text("4 sent · 6 queued")

@@ -7,67 +7,19 @@ of the email at both widths are kept in test-artifacts/.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from dataclasses import replace
-from pathlib import Path
-
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from service import editors
-from service.app import create_app
-from service.config import Settings
 from tests import factories
-from tests.support import free_port
+from tests.support.browser import ARTIFACTS, log_in
 
 pytestmark = pytest.mark.browser
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 EDITOR = "redaction@exemple.fr"
 PASSWORD = "une phrase de passe"
 OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
-
-
-@pytest.fixture
-def base_url(settings: Settings) -> Iterator[str]:
-    """The app on a free port, its BASE_URL that very address."""
-    server: BaseWSGIServer | None = None
-    for _ in range(5):  # another process may take the free port before we bind it
-        port = free_port()
-        app = create_app(replace(settings, base_url=f"http://127.0.0.1:{port}"))
-        try:
-            server = make_server("127.0.0.1", port, app, threaded=True)
-            break
-        except OSError:
-            continue
-    assert server is not None, "no free port to serve the app on"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless."""
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -80,12 +32,7 @@ def edition_id(sessions: sessionmaker[Session]) -> int:
 
 
 def _log_in(page: Page, base_url: str) -> None:
-    page.goto(f"{base_url}/login")
-    page.fill("#email", EDITOR)
-    page.fill("#password", PASSWORD)
-    with page.expect_navigation():
-        page.click("button[type=submit]")
-    assert "/login" not in page.url
+    log_in(page, base_url, EDITOR, PASSWORD)
 
 
 @pytest.mark.parametrize("width", [375, 1200])

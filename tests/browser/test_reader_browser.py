@@ -8,49 +8,22 @@ confirmation message leads back to it. Screenshots go to test-artifacts/reader-*
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.serving import make_server
 
-from service.app import create_app
 from service.config import Settings
 from service.db import make_engine, session_factory
 from service.models import Subscriber, Subscription, SubscriptionStatus
 from tests import factories
-from tests.support import free_port
+from tests.support.browser import ARTIFACTS
 from tests.support.smtp import RecordingSmtpServer
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 PHONE = {"width": 390, "height": 844}
 EMAIL = "jeanne.moreau@exemple.fr"
-
-
-@pytest.fixture
-def site(env: dict[str, str]) -> Iterator[tuple[str, Settings]]:
-    """The app on a free port, with BASE_URL set to that address."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    settings = Settings.from_env(env, base_url=base_url, testing=True)
-    server = make_server("127.0.0.1", port, create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield base_url, settings
-    server.shutdown()
-    thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -59,17 +32,6 @@ def db(site: tuple[str, Settings]) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(site[1].database_url)
     yield session_factory(engine)
     engine.dispose()
-
-
-@pytest.fixture
-def phone() -> Iterator[Browser]:
-    """Debian's Chromium, headless."""
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
 
 
 def _subscription(db: sessionmaker[Session]) -> tuple[Subscription, Subscriber]:
@@ -89,13 +51,13 @@ def _shot(page: Page, name: str) -> None:
 def test_reader_signs_up_confirms_changes_preferences_and_unsubscribes(
     site: tuple[str, Settings],
     db: sessionmaker[Session],
-    phone: Browser,
+    browser: Browser,
     smtp_server: RecordingSmtpServer,
 ) -> None:
     base_url, _settings = site
     with db.begin() as session:
         factories.newsletter(session)
-    context = phone.new_context(
+    context = browser.new_context(
         viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="fr-FR"
     )
     page = context.new_page()
