@@ -16,25 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from service import deliveries, sending, tokens
 from service.config import Settings
 from service.mail.mime import BOUNCE_PURPOSE, DELIVERY_PURPOSE
-from service.models import Delivery, DeliveryStatus, Edition, EditionStatus
+from service.models import Delivery, DeliveryStatus, Edition
 from tests import factories
 from tests.support.queue import enqueue_send
 from tests.support.smtp import RecordingSmtpServer
+from tests.support.waits import wait_for_status
 from tests.support.worker import WorkerProcess
 
 READERS = 50
-
-
-def _wait_until_sent(sessions: sessionmaker[Session], edition_id: int, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sessions() as session:
-            edition = session.get(Edition, edition_id)
-            assert edition is not None
-            if edition.status == EditionStatus.SENT:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"edition {edition_id} not sent within {timeout}s")
 
 
 @pytest.mark.slow
@@ -60,7 +49,7 @@ def test_edition_reaches_each_of_50_readers_once_through_a_real_worker(
 
     with WorkerProcess(env, tmp_path / "worker.log"):
         enqueue_send(settings, edition_id, copies=3)
-        _wait_until_sent(sessions, edition_id)
+        wait_for_status(sessions, edition_id)
         received = smtp_server.wait_for(READERS, timeout=10)
 
         # The task runs again (and the snapshot is taken again): nothing more goes out.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
 import pytest
@@ -11,27 +10,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service import sending
 from service.config import Settings
-from service.models import Edition, EditionStatus
 from tests import factories
 from tests.support.queue import enqueue_send
 from tests.support.smtp import RecordingSmtpServer
+from tests.support.waits import wait_for_status
 from tests.support.worker import WorkerProcess
 
 READERS = 80
 RATE = 10
 CONNECTIONS = 2
-
-
-def _wait_until_sent(sessions: sessionmaker[Session], edition_id: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sessions() as session:
-            edition = session.get(Edition, edition_id)
-            assert edition is not None
-            if edition.status == EditionStatus.SENT:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"edition {edition_id} not sent within {timeout}s")
 
 
 @pytest.mark.slow
@@ -64,7 +51,7 @@ def test_ten_per_second_holds_across_two_workers_at_the_smtp_server(
         WorkerProcess(limited, tmp_path / "w2.log", concurrency=2, name="w2"),
     ):
         enqueue_send(settings, edition_id, copies=4)
-        _wait_until_sent(sessions, edition_id, timeout=60)
+        wait_for_status(sessions, edition_id, timeout=60)
 
     received = smtp_server.messages
     assert sorted(r for m in received for r in m.rcpt_tos) == sorted(

@@ -18,6 +18,7 @@ from service.models import Edition, EditionStatus, utcnow
 from tests import factories
 from tests.support.queue import enqueue_send
 from tests.support.smtp import RecordingSmtpServer
+from tests.support.waits import wait_for_status
 from tests.support.worker import WorkerProcess
 
 READERS = 8
@@ -28,18 +29,6 @@ def _status(sessions: sessionmaker[Session], edition_id: int) -> Edition:
         edition = session.get(Edition, edition_id)
         assert edition is not None
         return edition
-
-
-def _wait_for_status(
-    sessions: sessionmaker[Session], edition_id: int, status: EditionStatus, timeout: float
-) -> Edition:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        edition = _status(sessions, edition_id)
-        if edition.status == status:
-            return edition
-        time.sleep(0.2)
-    raise AssertionError(f"edition {edition_id} not {status.value} within {timeout}s")
 
 
 def _readers_edition(sessions: sessionmaker[Session]) -> int:
@@ -72,7 +61,7 @@ def test_an_edition_scheduled_a_moment_ago_is_sent_by_the_beat_within_a_minute(
         except TimeoutError as exc:
             raise AssertionError(worker.log()) from exc
         assert time.monotonic() - started < 60
-        edition = _wait_for_status(sessions, edition_id, EditionStatus.SENT, timeout=20)
+        edition = wait_for_status(sessions, edition_id, EditionStatus.SENT, timeout=20)
 
     assert edition.send_started_at is not None
     assert edition.scheduled_at is not None
@@ -104,7 +93,7 @@ def test_a_send_paused_by_a_relay_outage_finishes_by_itself_once_the_relay_is_ba
 
     with WorkerProcess(env, tmp_path / "worker.log", beat=True) as worker:
         enqueue_send(settings, edition_id)
-        paused = _wait_for_status(sessions, edition_id, EditionStatus.PAUSED, timeout=30)
+        paused = wait_for_status(sessions, edition_id, EditionStatus.PAUSED, timeout=30)
         assert paused.status_detail.startswith("paused: SMTP relay unavailable")
         assert paused.resume_at is not None
         smtp_server.accept_connections()
@@ -114,7 +103,7 @@ def test_a_send_paused_by_a_relay_outage_finishes_by_itself_once_the_relay_is_ba
             smtp_server.wait_for(READERS, timeout=budget)
         except TimeoutError as exc:
             raise AssertionError(worker.log()) from exc
-        _wait_for_status(sessions, edition_id, EditionStatus.SENT, timeout=20)
+        wait_for_status(sessions, edition_id, EditionStatus.SENT, timeout=20)
 
     received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
     assert received == {f"r{n}@example.org": 1 for n in range(READERS)}
