@@ -51,10 +51,7 @@ class PermanentFailure(DeliveryError):
         """
         if self.stage != "rcpt" or self.code is None:
             return False
-        enhanced = enhanced_status(str(self))
-        if enhanced is not None and enhanced[1:] != (0, 0):
-            return enhanced[0] == 5 and (enhanced[1] == 1 or enhanced[1:] == (2, 1))
-        return self.code in (550, 551, 553)
+        return mailbox_is_bad(enhanced_status(str(self)), self.code)
 
 
 class RelayUnavailable(DeliveryError):
@@ -63,6 +60,17 @@ class RelayUnavailable(DeliveryError):
 
 class _StaleConnection(Exception):
     """The connection died before the message started: nothing reached the relay."""
+
+
+def mailbox_is_bad(enhanced: tuple[int, int, int] | None, code: int | None) -> bool:
+    """Whether a refusal naming the recipient means its mailbox is bad (see hard_bounce).
+
+    Shared with the bounce reports that come back later (service/inbound.py), so
+    a refusal at RCPT and a DSN for the same reason suppress the same addresses.
+    """
+    if enhanced is not None and enhanced[1:] != (0, 0):
+        return enhanced[0] == 5 and (enhanced[1] == 1 or enhanced[1:] == (2, 1))
+    return code in (550, 551, 553)
 
 
 def enhanced_status(reply: str) -> tuple[int, int, int] | None:
