@@ -612,6 +612,11 @@ _FR: Mapping[str, str] = MappingProxyType(
         "Cancel": "Annuler",
         "Import subscribers": "Importer des abonnés",
         "Import into {newsletter}": "Importation dans {newsletter}",
+        "Reading {file}…": "Lecture de {file}…",
+        "The import stopped on an unexpected error. Batches finished before it are saved.": (
+            "L'importation s'est arrêtée sur une erreur inattendue. Les lots terminés "
+            "avant elle sont enregistrés."
+        ),
         "(confirmed)": "(déjà confirmés)",
         "(pending confirmation)": "(en attente de confirmation)",
         "Rejected rows": "Lignes rejetées",
@@ -725,6 +730,7 @@ _FR_COUNTED: Mapping[tuple[str, str], tuple[str, str]] = MappingProxyType(
         ("matching", "matching"): ("résultat", "résultats"),
         ("all {n} matching", "all {n} matching"): ("{n} résultat", "les {n} résultats"),
         ("row read", "rows read"): ("ligne lue", "lignes lues"),
+        ("{n} row read…", "{n} rows read…"): ("{n} ligne lue…", "{n} lignes lues…"),
         ("added", "added"): ("ajouté", "ajoutés"),
         ("merged", "merged"): ("fusionné", "fusionnés"),
         ("subscribed", "subscribed"): ("abonné", "abonnés"),

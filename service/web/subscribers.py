@@ -8,8 +8,13 @@ bulk action on "all matching" acts on exactly what the editor was looking at.
 from __future__ import annotations
 
 import enum
+import logging
+import os
+import queue
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
@@ -22,13 +27,16 @@ from flask import (
     redirect,
     render_template,
     request,
+    stream_with_context,
     url_for,
 )
+from markupsafe import escape
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response as BaseResponse
 
 from service import exports, imports, newsletters, subscribers
-from service.imports import ImportAborted, ImportReport
+from service.imports import ImportProgress, ImportReport
 from service.models import Newsletter, Subscriber, SubscriberStatus, SubscriptionStatus, utcnow
 from service.subscribers import SubscriberFilter
 from service.web.deps import db, editor_required
@@ -242,18 +250,13 @@ def _sessions() -> sessionmaker[Session]:
 
 @blueprint.route("/import", methods=["GET", "POST"])
 @editor_required
-def import_csv() -> str | tuple[str, int]:
-    """Upload a CSV file and show the import report."""
+def import_csv() -> str | tuple[str, int] | Response:
+    """Upload a CSV file, then stream a progress line per batch and the import report."""
     session = db()
     letters = newsletters.list_all(session)
     form = request.form
     chosen = form.get("newsletter") or request.args.get("newsletter", "")
-    context: dict[str, Any] = {
-        "newsletters": letters,
-        "chosen": chosen,
-        "form": form,
-        "report": None,
-    }
+    context: dict[str, Any] = {"newsletters": letters, "chosen": chosen, "form": form}
     if request.method == "GET":
         return render_template("web/subscribers/import.html", **context)
 
@@ -271,23 +274,154 @@ def import_csv() -> str | tuple[str, int]:
     if errors or newsletter is None or upload is None:
         return render_template("web/subscribers/import.html", errors=errors, **context), 400
 
-    newsletter_id = newsletter.id
+    letter = _Letter(newsletter.id, newsletter.name, newsletter.slug)
+    page = render_template(
+        "web/subscribers/import_progress.html",
+        newsletter=letter,
+        filename=upload.filename,
+        cut=_CUT,
+    )
+    head, middle, tail = page.split(_CUT)
+    # Copied in chunks (memory stays flat); the import thread reads it by path and
+    # deletes it, so it never touches the request's objects.
+    path = _spool(upload)
     # The import commits batch by batch in its own sessions; the request's open
-    # transaction would hold SQLite's write lock against them.
+    # transaction would hold SQLite's write lock against them. Nothing below uses it.
     session.rollback()
+    session.close()
+    run = _ImportRun(
+        _sessions(),
+        letter.id,
+        path,
+        confirmed=confirmed,
+        reason=reason or None,
+        batch_size=int(current_app.config.get("HEBDO_IMPORT_BATCH", IMPORT_BATCH)),
+        logger=current_app.logger,
+    )
+    # Started here, not in the generator: the import finishes (and the file goes)
+    # even if the response is never read.
+    run.thread.start()
+    parts = _import_page(run, letter, head, middle, tail)
+    response = Response(stream_with_context(parts), mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"  # a proxy must pass each line on at once
+    return response
+
+
+IMPORT_BATCH = 1000  # rows per transaction, and per progress line
+_CUT = "@@hebdo-import-stream@@"  # nothing autoescaping would change
+
+
+@dataclass(frozen=True)
+class _Letter:
+    """What the streamed page needs of the newsletter, read before the session closes."""
+
+    id: int
+    name: str
+    slug: str
+
+
+@dataclass(frozen=True)
+class _Failed:
+    message: str
+
+
+@dataclass(frozen=True)
+class _Done:
     report: ImportReport
+
+
+_Event = ImportProgress | _Failed | _Done
+
+
+def _spool(upload: FileStorage) -> str:
+    handle, path = tempfile.mkstemp(prefix="hebdo-import-", suffix=".csv")
     try:
-        report = imports.import_csv_batched(
-            _sessions(),
-            newsletter_id,
-            upload.stream,  # werkzeug spools big uploads to a temporary file
-            confirmed=confirmed,
-            confirmed_reason=reason or None,
-        )
-    except ImportAborted as exc:
-        return render_template("web/subscribers/import.html", errors=[str(exc)], **context), 400
-    context["report"] = report
-    return render_template("web/subscribers/import.html", newsletter=newsletter, **context)
+        with os.fdopen(handle, "wb") as target:
+            upload.save(target)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+class _ImportRun:
+    """One import in a background thread, reporting through a queue."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        newsletter_id: int,
+        path: str,
+        *,
+        confirmed: bool,
+        reason: str | None,
+        batch_size: int,
+        logger: logging.Logger,
+    ) -> None:
+        self.events: queue.Queue[_Event] = queue.Queue()
+        self._factory = factory
+        self._newsletter_id = newsletter_id
+        self._path = path
+        self._confirmed = confirmed
+        self._reason = reason
+        self._batch_size = batch_size
+        self._logger = logger
+        # Not a daemon: an editor closing the tab must not cut the import mid-batch.
+        self.thread = threading.Thread(target=self._work, name="hebdo-import")
+
+    def _work(self) -> None:
+        event: _Event
+        try:
+            report = imports.import_csv_batched(
+                self._factory,
+                self._newsletter_id,
+                self._path,
+                confirmed=self._confirmed,
+                confirmed_reason=self._reason,
+                progress=self.events.put,
+                batch_size=self._batch_size,
+            )
+            event = _Done(report)
+        except ValueError as exc:  # ImportAborted among them: the file cannot be read
+            event = _Failed(str(exc))
+        except Exception:
+            self._logger.exception("subscriber import failed")
+            event = _Failed("")
+        finally:
+            with suppress(OSError):
+                os.unlink(self._path)
+        self.events.put(event)
+
+
+def _import_page(
+    run: _ImportRun, letter: _Letter, head: str, middle: str, tail: str
+) -> Iterator[str]:
+    try:
+        yield head
+        while True:
+            event = run.events.get()
+            if isinstance(event, ImportProgress):
+                line = ngettext("{n} row read…", "{n} rows read…", event.rows_read)
+                yield f'<p class="sb-import-line">{escape(line)}</p>\n'
+                continue
+            yield middle
+            if isinstance(event, _Done):
+                yield render_template(
+                    "web/subscribers/_import_result.html", report=event.report, newsletter=letter
+                )
+            else:
+                error = event.message or _(
+                    "The import stopped on an unexpected error. "
+                    "Batches finished before it are saved."
+                )
+                yield render_template(
+                    "web/subscribers/_import_result.html", error=error, newsletter=letter
+                )
+            yield tail
+            return
+    finally:
+        run.thread.join()
 
 
 @blueprint.get("/export.csv")

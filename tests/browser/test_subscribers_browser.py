@@ -137,6 +137,8 @@ def test_editor_uploads_a_csv_and_reads_the_rejected_lines(
     page.click("button:has-text('Import')")
 
     expect(page.locator("h1")).to_have_text("Import into Intelligence & Société")
+    expect(page.locator(".sb-import-line")).to_have_text(["4 rows read…"])
+    expect(page.locator(".sb-import-bar")).to_be_hidden()  # the report has arrived
     rejected = page.locator("table.sb-rejected tbody tr")
     expect(rejected).to_have_count(2)
     expect(rejected.nth(0).locator("td").first).to_have_text("3")

@@ -449,6 +449,75 @@ def test_import_upload_reports_bad_lines_and_keeps_valid_rows(
     }
 
 
+def test_import_streams_a_progress_line_per_batch_then_the_report(
+    editor: FlaskClient, sessions: sessionmaker[Session], cast: dict[str, int]
+) -> None:
+    assert editor.application is not None
+    editor.application.config["HEBDO_IMPORT_BATCH"] = 2
+    lines = ["adresse électronique,prénom"]
+    lines += [f"lectrice{i:02d}@exemple.fr,Lectrice {i}" for i in range(7)]
+    lines.insert(4, "pas-une-adresse,Personne")  # line 5 of the file
+    token = _token(editor, "/subscribers/import")
+
+    response = editor.post(
+        "/subscribers/import",
+        data={
+            "csrf_token": token,
+            "newsletter": "lettre",
+            "consent": "pending",
+            "file": (io.BytesIO("\n".join(lines).encode("utf-8")), "lectrices.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+
+    assert response.status_code == 200
+    assert response.is_streamed
+    html = response.get_data(as_text=True)
+    progress = re.findall(r'<p class="sb-import-line">(\d+) rows read…</p>', html)
+    # Two valid rows per batch: one line after each full batch, one at the end.
+    assert progress == ["2", "5", "7", "8"]
+    assert "Reading lectrices.csv…" in html
+    report = html.index('class="sb-import-end"')
+    assert report > html.rindex("sb-import-line")
+    assert "<strong>8</strong> rows read" in html[report:]
+    assert "<strong>7</strong> added" in html[report:]
+    assert re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td>", html) == [("5", "pas-une-adresse")]
+    assert html.rstrip().endswith("</html>")
+    with sessions() as session:
+        imported = set(
+            session.scalars(
+                select(Subscriber.email)
+                .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+                .where(Subscription.newsletter_id == cast["lettre"])
+                .where(Subscriber.email.like("lectrice%"))
+            )
+        )
+    assert imported == {f"lectrice{i:02d}@exemple.fr" for i in range(7)}
+
+
+def test_import_of_an_unreadable_file_ends_the_stream_with_the_reason(
+    editor: FlaskClient, sessions: sessionmaker[Session], cast: dict[str, int]
+) -> None:
+    response = editor.post(
+        "/subscribers/import?lang=fr",
+        data={
+            "csrf_token": _token(editor, "/subscribers/import"),
+            "newsletter": "lettre",
+            "consent": "pending",
+            "file": (io.BytesIO(b"ville;code\nNantes;44000\n"), "villes.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+
+    html = response.get_data(as_text=True)
+    alert = re.search(r'<p class="sb-flash error" role="alert">([^<]+)</p>', html)
+    assert alert is not None, html
+    assert "email" in alert.group(1).lower()
+    assert "Importation dans Intelligence" in html  # the page still speaks French
+    assert "<strong>" not in html[html.index("sb-import-end") :]
+    assert html.rstrip().endswith("</html>")
+
+
 def test_import_confirmed_without_reason_is_refused(
     editor: FlaskClient, sessions: sessionmaker[Session], cast: dict[str, int]
 ) -> None:
@@ -489,6 +558,7 @@ def test_import_confirmed_with_reason_records_it(
     )
 
     assert response.status_code == 200
+    assert "sb-import-end" in response.get_data(as_text=True)  # the stream ends with the import
     with sessions() as session:
         subscription = session.scalars(
             select(Subscription)
