@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service import editions, newsletters, subscriptions
+from service import editions, newsletters, sending, subscriptions
+from service.config import Settings
 from service.models import Edition, Newsletter, Subscriber
 
 SAMPLE = Path(__file__).resolve().parents[1] / "service" / "sample"
@@ -49,3 +50,16 @@ def sample_data(language: str = "fr") -> dict[str, Any]:
 def edition(session: Session, letter: Newsletter, language: str = "fr") -> Edition:
     """A draft edition with the sample content."""
     return editions.create(session, letter, sample_data(language))
+
+
+def begin_sending(
+    session: Session, settings: Settings, edition: Edition, batch_size: int | None = None
+) -> sending.SendStarted:
+    """Freeze the edition and snapshot its readers, with the test instance's settings."""
+    return sending.begin(
+        session,
+        edition,
+        base_url=settings.base_url,
+        templates_path=settings.email_templates_path,
+        batch_size=settings.batch_size if batch_size is None else batch_size,
+    )

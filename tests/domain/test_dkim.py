@@ -14,7 +14,7 @@ import dkim
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch, sending
+from service import dispatch
 from service.config import Settings
 from tests import factories
 from tests.support.smtp import RecordingSmtpServer
@@ -71,13 +71,7 @@ def test_every_message_is_signed_and_verifies_with_the_published_key(
         letter = factories.newsletter(session)
         factories.readers(session, letter, 3)
         edition = factories.edition(session, letter)
-        sending.begin(
-            session,
-            edition,
-            base_url=settings.base_url,
-            templates_path=settings.email_templates_path,
-            batch_size=10,
-        )
+        factories.begin_sending(session, settings, edition, batch_size=10)
         edition_id = edition.id
 
     assert dispatch.send_pending(sessions, settings, edition_id).sent == 3
@@ -113,13 +107,7 @@ def test_without_dkim_settings_messages_go_unsigned(
         letter = factories.newsletter(session)
         factories.readers(session, letter, 1)
         edition = factories.edition(session, letter)
-        sending.begin(
-            session,
-            edition,
-            base_url=settings.base_url,
-            templates_path=settings.email_templates_path,
-            batch_size=10,
-        )
+        factories.begin_sending(session, settings, edition, batch_size=10)
         edition_id = edition.id
     assert dispatch.send_pending(sessions, settings, edition_id).sent == 1
     (message,) = smtp_server.wait_for(1)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch, inbound, sending, tokens
+from service import dispatch, inbound, tokens
 from service.cli import cli
 from service.config import Settings
 from service.mail.mime import DELIVERY_PURPOSE
@@ -56,10 +56,7 @@ def _send(
         letter = factories.newsletter(session)
         factories.readers(session, letter, readers)
         edition = factories.edition(session, letter)
-        sending.begin(
-            session, edition, base_url=settings.base_url,
-            templates_path=settings.email_templates_path, batch_size=50,
-        )  # fmt: skip
+        factories.begin_sending(session, settings, edition, batch_size=50)
         edition_id = edition.id
     assert dispatch.send_pending(sessions, settings, edition_id).sent == readers
     with sessions() as session:

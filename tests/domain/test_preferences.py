@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import deliveries, preferences, sending, signup, subscriptions, tokens, tracking
+from service import deliveries, preferences, signup, subscriptions, tokens, tracking
 from service.config import Settings
 from service.mail.mime import DELIVERY_PURPOSE
 from service.models import (
@@ -31,10 +31,7 @@ from tests import factories
 
 def _sending(session: Session, settings: Settings, letter: Newsletter) -> Edition:
     edition = factories.edition(session, letter)
-    sending.begin(
-        session, edition, base_url=settings.base_url,
-        templates_path=settings.email_templates_path, batch_size=50,
-    )  # fmt: skip
+    factories.begin_sending(session, settings, edition, batch_size=50)
     return edition
 
 

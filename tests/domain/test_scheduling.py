@@ -263,13 +263,7 @@ def test_pause_resume_and_cancel_follow_the_state_machine(
     edition = factories.edition(session, letter)
     with pytest.raises(deliveries.SendError, match="only a sending edition"):
         sending.pause(session, edition)
-    sending.begin(
-        session,
-        edition,
-        base_url=settings.base_url,
-        templates_path=settings.email_templates_path,
-        batch_size=10,
-    )
+    factories.begin_sending(session, settings, edition, batch_size=10)
     sending.pause_for_relay(session, edition, "connection refused")
     # An editor pausing a send that paused itself keeps it paused for good.
     sending.pause(session, edition)

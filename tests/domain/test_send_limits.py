@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch, ratelimit, sending
+from service import dispatch, ratelimit
 from service.config import Settings
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus
 from tests import factories
@@ -20,10 +20,7 @@ def _edition(sessions: sessionmaker[Session], settings: Settings, readers: int) 
         letter = factories.newsletter(session)
         factories.readers(session, letter, readers)
         edition = factories.edition(session, letter)
-        sending.begin(
-            session, edition, base_url=settings.base_url,
-            templates_path=settings.email_templates_path, batch_size=50,
-        )  # fmt: skip
+        factories.begin_sending(session, settings, edition, batch_size=50)
         return edition.id
 
 

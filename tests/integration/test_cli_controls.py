@@ -8,7 +8,6 @@ from typing import Any
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import sending
 from service.cli import cli
 from service.config import Settings
 from service.models import Edition, EditionStatus
@@ -82,13 +81,7 @@ def test_pause_resume_and_cancel_from_the_command_line(
         letter = factories.newsletter(session)
         factories.readers(session, letter, 5)
         edition = factories.edition(session, letter)
-        sending.begin(
-            session,
-            edition,
-            base_url=settings.base_url,
-            templates_path=settings.email_templates_path,
-            batch_size=2,
-        )
+        factories.begin_sending(session, settings, edition, batch_size=2)
         edition_id = edition.id
     ident = str(edition_id)
 

@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import sending
 from service.config import Settings
 from service.models import (
     Delivery,
@@ -101,10 +100,7 @@ def test_kill_9_mid_send_loses_nobody_and_repeats_only_in_flight_messages(
         letter = factories.newsletter(session)
         _bulk_readers(session, letter, READERS)
         edition = factories.edition(session, letter)
-        started = sending.begin(
-            session, edition, base_url=settings.base_url,
-            templates_path=settings.email_templates_path, batch_size=BATCH,
-        )  # fmt: skip
+        started = factories.begin_sending(session, settings, edition, batch_size=BATCH)
         edition_id = edition.id
     assert started.recipients == READERS
 

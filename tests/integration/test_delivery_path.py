@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import deliveries, sending, tokens
+from service import deliveries, tokens
 from service.config import Settings
 from service.mail.mime import BOUNCE_PURPOSE, DELIVERY_PURPOSE
 from service.models import Delivery, DeliveryStatus, Edition
@@ -40,10 +40,7 @@ def test_edition_reaches_each_of_50_readers_once_through_a_real_worker(
         people = factories.readers(session, letter, READERS)
         names = {p.email: p.name for p in people}
         edition = factories.edition(session, letter)
-        started = sending.begin(
-            session, edition, base_url=settings.base_url,
-            templates_path=settings.email_templates_path, batch_size=20,
-        )  # fmt: skip
+        started = factories.begin_sending(session, settings, edition, batch_size=20)
         edition_id = edition.id
     assert started.recipients == READERS
 
@@ -57,10 +54,7 @@ def test_edition_reaches_each_of_50_readers_once_through_a_real_worker(
             edition = session.get(Edition, edition_id)
             assert edition is not None
             with pytest.raises(deliveries.SendError):
-                sending.begin(
-                    session, edition, base_url=settings.base_url,
-                    templates_path=settings.email_templates_path, batch_size=20,
-                )  # fmt: skip
+                factories.begin_sending(session, settings, edition, batch_size=20)
         enqueue_send(settings, edition_id, copies=2)
         time.sleep(3)
 

@@ -45,13 +45,7 @@ def _start(sessions: sessionmaker[Session], settings: Settings, readers: int = R
         letter = factories.newsletter(session)
         factories.readers(session, letter, readers)
         edition = factories.edition(session, letter)
-        sending.begin(
-            session,
-            edition,
-            base_url=settings.base_url,
-            templates_path=settings.email_templates_path,
-            batch_size=settings.batch_size,
-        )
+        factories.begin_sending(session, settings, edition)
         return edition.id
 
 
@@ -278,13 +272,7 @@ def test_permanent_refusals_fail_at_once_and_only_mailbox_errors_suppress(
         sent = session.get(Edition, edition_id)
         assert sent is not None
         next_edition = factories.edition(session, sent.newsletter)
-        started = sending.begin(
-            session,
-            next_edition,
-            base_url=settings.base_url,
-            templates_path=settings.email_templates_path,
-            batch_size=settings.batch_size,
-        )
+        started = factories.begin_sending(session, settings, next_edition)
     assert started.recipients == READERS - len(hard)
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import sending
 from service.config import Settings
 from tests import factories
 from tests.support.queue import enqueue_send
@@ -34,10 +33,7 @@ def test_ten_per_second_holds_across_two_workers_at_the_smtp_server(
         letter = factories.newsletter(session)
         factories.readers(session, letter, READERS)
         edition = factories.edition(session, letter)
-        sending.begin(
-            session, edition, base_url=settings.base_url,
-            templates_path=settings.email_templates_path, batch_size=10,
-        )  # fmt: skip
+        factories.begin_sending(session, settings, edition, batch_size=10)
         edition_id = edition.id
 
     limited = {

@@ -82,13 +82,7 @@ def test_a_send_paused_by_a_relay_outage_finishes_by_itself_once_the_relay_is_ba
     with sessions() as session, session.begin():
         edition = session.get(Edition, edition_id)
         assert edition is not None
-        sending.begin(
-            session,
-            edition,
-            base_url=settings.base_url,
-            templates_path=settings.email_templates_path,
-            batch_size=settings.batch_size,
-        )
+        factories.begin_sending(session, settings, edition)
     smtp_server.refuse_connections()
 
     with WorkerProcess(env, tmp_path / "worker.log", beat=True) as worker:

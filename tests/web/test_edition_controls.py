@@ -88,13 +88,7 @@ def _begin(sessions: sessionmaker[Session], settings: Settings, edition_id: int)
     with sessions() as session, session.begin():
         found = session.get(Edition, edition_id)
         assert found is not None
-        sending.begin(
-            session,
-            found,
-            base_url=settings.base_url,
-            templates_path=settings.email_templates_path,
-            batch_size=settings.batch_size,
-        )
+        factories.begin_sending(session, settings, found)
 
 
 def _queued_sends(broker_url: str) -> list[int]:

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch, sending
+from service import dispatch
 from service.config import Settings
 from service.mail.transport import SmtpTransport
 from service.models import (
@@ -41,10 +41,7 @@ def _start_edition(sessions: sessionmaker[Session], settings: Settings) -> int:
     with sessions.begin() as session:
         letter = session.scalars(select(Newsletter)).one()
         edition = factories.edition(session, letter)
-        sending.begin(
-            session, edition, base_url=settings.base_url,
-            templates_path=settings.email_templates_path, batch_size=100,
-        )  # fmt: skip
+        factories.begin_sending(session, settings, edition, batch_size=100)
         return edition.id
 
 

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch, sending, signup, subscriptions, tokens
+from service import dispatch, signup, subscriptions, tokens
 from service.config import Settings
 from service.models import (
     Delivery,
@@ -322,10 +322,7 @@ def _deliver(
         newsletter = session.scalars(select(Newsletter)).one()
         factories.readers(session, newsletter, 2)
         edition = factories.edition(session, newsletter)
-        sending.begin(
-            session, edition, base_url=settings.base_url,
-            templates_path=settings.email_templates_path, batch_size=50,
-        )  # fmt: skip
+        factories.begin_sending(session, settings, edition, batch_size=50)
         edition_id = edition.id
     dispatch.send_pending(sessions, settings, edition_id)
     return {m.rcpt_tos[0]: m for m in smtp_server.wait_for(2)}
