@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,9 @@ import pytest
 from service.drafts import DraftProblem, ParsedDraft, parse_draft
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "draft_fr.txt"
-SEED = Path(__file__).parents[3] / "shared" / "seeds" / "000_968a259599aa205d.txt"
+# The real edition our users publish lives outside the repository (shared/seeds/);
+# CI points at it, a fresh clone alone skips this one check and says why.
+SEED_ENV = "HEBDO_SEED_EDITION"
 
 HEADER = """Illustration par DALL \u2022 E
 
@@ -352,7 +355,10 @@ def test_unknown_language_is_refused() -> None:
 
 
 def test_real_seed_edition_parses_without_problems() -> None:
-    result = parse_draft(SEED.read_text(encoding="utf-8"))
+    seed = os.environ.get(SEED_ENV)
+    if not seed:
+        pytest.skip(f"{SEED_ENV} is not set: no real seed edition to parse (.ci/run sets it)")
+    result = parse_draft(Path(seed).read_text(encoding="utf-8"))
     edition = result.edition
     assert result.problems == []
     assert edition["title"] == "Intelligence & Société"
