@@ -28,7 +28,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from service import subscriptions, tokens
+from service import subscriptions, tokens, translations
 from service.addresses import normalise
 from service.config import Settings
 from service.dispatch import Transport
@@ -286,8 +286,14 @@ def notice_context(
     """The template context of a notice about this subscription."""
     newsletter, subscriber = subscription.newsletter, subscription.subscriber
     base = settings.base_url
+    # A notice speaks to one reader: in the language they chose (the edition itself
+    # keeps its newsletter's).
+    lang = translations.language_of(subscriber.locale) or newsletter.language
+    _ = translations.translator(lang)
     return {
-        "lang": newsletter.language,
+        "lang": lang,
+        "_": _,
+        "ngettext": _.ngettext,
         "newsletter": {
             "name": newsletter.name,
             "sender_name": newsletter.sender_name,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from service import tokens
 from service.mail.render import GREETING, TOKEN
-from service.mail.wording import wording
+from service.translations import translator
 
 DELIVERY_PURPOSE = "delivery"  # the token in every per-delivery public link
 BOUNCE_PURPOSE = "bounce"  # the token in the VERP envelope sender
@@ -203,7 +203,7 @@ def prepare(
     ]
     if reply_to:
         headers.append(_fold("Reply-To", reply_to))
-    t = wording(language)
+    _ = translator(language)
     boundary = "=_hebdo_" + hashlib.sha256(f"{edition_id}:{secret}".encode()).hexdigest()[:24]
     return PreparedEdition(
         edition_id=edition_id,
@@ -214,8 +214,8 @@ def prepare(
         shared_headers=b"".join(headers),
         html=_encode_template(html_body),
         text=_encode_template(text_body),
-        greeting_named=t["greeting"],
-        greeting_anonymous=t["greeting_anonymous"],
+        greeting_named=_("Hello {name},"),  # a pattern: filled per recipient
+        greeting_anonymous=_("Hello,"),
         boundary=boundary,
         dkim=dkim,
     )

@@ -1,32 +1,39 @@
-"""French and English for the web pages: one catalogue, `_()` in views and templates.
+"""The web pages' language: `_()` and `ngettext()` in views and templates, and the locale.
 
-Messages are written in English in the code and looked up here for French; a
-missing translation falls back to the English text (tests/unit/test_i18n.py
-checks there is none). Counted messages go through `ngettext`, whose French forms
-live in `_FR_COUNTED` (French puts 0 in the singular). Reader pages speak their
-newsletter's language (`use_newsletter_locale`); editor pages follow `?lang=`, then
-the editor's earlier choice kept in the session, then the browser's Accept-Language.
+Messages are written in English in the code and translated by the gettext
+catalogues of service.translations (README, "Translations"); a missing
+translation falls back to the English text (tests/unit/test_translations.py
+checks there is none). Fields are `{name}` str.format ones. Reader pages speak
+their newsletter's language (`use_newsletter_locale`) or the reader's
+(`translator`); editor pages follow `?lang=`, then the editor's earlier choice kept
+in the session, then the browser's Accept-Language. Flask-Babel is given the same
+selection and catalogues, so its own helpers agree with these.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from urllib.parse import urlencode
 
-from babel.numbers import format_decimal
+import flask_babel
 from flask import Flask, current_app, g, has_request_context, request, session, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
+from service import translations
 from service.models import Newsletter
+from service.translations import Translator
 
-LOCALES = ("fr", "en")
-DEFAULT_LOCALE = "en"
-# en_GB rather than en_US, as in the emails: day-month order ("Saturday 05 July").
-_BABEL_LOCALES = MappingProxyType({"fr": "fr_FR", "en": "en_GB"})
+LOCALES = translations.LANGUAGES
+DEFAULT_LOCALE = translations.SOURCE_LANGUAGE
+_BABEL_LOCALES = MappingProxyType(translations.BABEL_LOCALES)
 
+# MIGRATION SOURCE, NOT READ AT RUN TIME. The French used to live in these two
+# dicts; scripts/dict_to_po.py (`make messages-from-dicts`) copies them into
+# service/translations/fr/LC_MESSAGES/messages.po. Kept only until the branches
+# that still add entries here are merged and the script re-run: then delete both.
 _FR: Mapping[str, str] = MappingProxyType(
     {
         # Reader pages: unsubscribe and feedback.
@@ -739,32 +746,25 @@ _FR_COUNTED: Mapping[tuple[str, str], tuple[str, str]] = MappingProxyType(
         ("rejected", "rejected"): ("rejeté", "rejetés"),
     }
 )
-_CATALOGUES: Mapping[str, Mapping[str, str]] = MappingProxyType({"fr": _FR})
-_COUNTED: Mapping[str, Mapping[tuple[str, str], tuple[str, str]]] = MappingProxyType(
-    {"fr": _FR_COUNTED}
-)
 
 
 def catalogue(locale: str) -> Mapping[str, str]:
-    """The translations of one locale (empty for English, the source language)."""
-    return _CATALOGUES.get(locale, MappingProxyType({}))
+    """The translated messages of one locale (empty for English, the source language)."""
+    return translations.messages(locale).single
 
 
-def counted_catalogue(locale: str) -> Mapping[tuple[str, str], tuple[str, str]]:
-    """The translations of one locale's counted messages: (singular, plural) both ways."""
-    return _COUNTED.get(locale, MappingProxyType({}))
+def counted_catalogue(locale: str) -> Mapping[tuple[str, str], tuple[str, ...]]:
+    """The translated counted messages of one locale: (singular, plural) to their forms."""
+    return translations.messages(locale).counted
 
 
-def _primary(language: str | None) -> str | None:
-    if not language:
-        return None
-    primary = language.replace("_", "-").split("-", 1)[0].lower()
-    return primary if primary in LOCALES else None
+_primary = translations.language_of
 
 
 def use_locale(language: str) -> None:
     """Make this request speak `language` whatever the browser asks (reader pages)."""
     g.hebdo_locale = _primary(language) or DEFAULT_LOCALE
+    flask_babel.refresh()  # Flask-Babel may have cached the locale chosen before
 
 
 def use_newsletter_locale(db_session: Session, newsletter_id: int) -> None:
@@ -792,8 +792,7 @@ def get_locale() -> str:
 
 def gettext(message: str, **values: object) -> str:
     """`message` in the request's locale, with `{name}` fields filled from `values`."""
-    text = catalogue(get_locale()).get(message, message)
-    return text.format(**values) if values else text
+    return translations.gettext(get_locale(), message, **values)
 
 
 _ = gettext
@@ -806,16 +805,13 @@ def babel_locale() -> str:
 
 def format_number(n: int) -> str:
     """`n` with the thousands separator of the request's locale (1,234 or 1 234)."""
-    return format_decimal(n, locale=babel_locale())
+    return translations.format_number(n, get_locale())
 
 
 def ngettext(singular: str, plural: str, n: int, **values: object) -> str:
     """The form of a counted message that `n` takes, with `{n}` filled in (formatted)."""
-    locale = get_locale()
-    # French puts 0 in the singular ("0 message"), English only 1.
-    many = n > 1 if locale == "fr" else n != 1
-    forms = counted_catalogue(locale).get((singular, plural), (singular, plural))
-    return forms[many].format(n=format_number(n), **values)
+    # The catalogue's Plural-Forms pick the form: French puts 0 in the singular.
+    return translations.ngettext(get_locale(), singular, plural, n, **values)
 
 
 def status_label(value: str) -> str:
@@ -871,22 +867,23 @@ def _answers_get(path: str) -> bool:
     return True
 
 
-Translate = Callable[..., str]
-
-
-def translator(language: str) -> Translate:
+def translator(language: str) -> Translator:
     """A `_(message, **values)` speaking `language` whatever the request (reader pages)."""
-    messages = catalogue(_primary(language) or DEFAULT_LOCALE)
-
-    def translate(message: str, **values: object) -> str:
-        text = messages.get(message, message)
-        return text.format(**values) if values else text
-
-    return translate
+    return translations.translator(language)
 
 
 def init_app(app: Flask) -> None:
     """Expose `_`, `ngettext`, the locale and its formats to every template."""
+    # Flask-Babel over the same catalogues and locale choice; our `_` keeps {name} fields
+    # (Flask-Babel's own gettext fills %(name)s ones), so Jinja's globals stay ours.
+    flask_babel.Babel(
+        app,
+        locale_selector=get_locale,
+        default_locale=DEFAULT_LOCALE,
+        default_domain=translations.DOMAIN,
+        default_translation_directories=str(translations.CATALOGUES),
+        configure_jinja=False,
+    )
     app.jinja_env.globals.update(
         _=gettext,
         ngettext=ngettext,
