@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from babel.messages.catalog import Catalog
+from babel.messages.catalog import Catalog, Message
 from babel.messages.pofile import read_po, write_po
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,16 +108,26 @@ def migrate() -> int:
         FRENCH.parent.mkdir(parents=True, exist_ok=True)
         catalogue = _new_catalogue(template)
     _plural_forms(catalogue)
+    # A msgid may sit under a msgctxt (the same English meaning two things): match any.
+    by_id: dict[Key, list[Message]] = {}
+    for message in catalogue:
+        if message.id:
+            key = (
+                (message.id[0], message.id[1])
+                if isinstance(message.id, tuple | list)
+                else message.id
+            )
+            by_id.setdefault(key, []).append(message)
     changes = 0
     for msgid, french in french_from_dicts():
-        message = catalogue.get(msgid[0] if isinstance(msgid, tuple) else msgid)
-        if message is None or (isinstance(msgid, tuple) and message.id != msgid):
+        found = by_id.get(msgid, [])
+        if not found:
             print(f"not in the code any more, left out: {msgid!r}", file=sys.stderr)
-            continue
-        if message.string != french or message.fuzzy:
-            message.string = french
-            message.flags.discard("fuzzy")
-            changes += 1
+        for message in found:
+            if message.string != french or message.fuzzy:
+                message.string = french
+                message.flags.discard("fuzzy")
+                changes += 1
     with FRENCH.open("wb") as handle:
         write_po(handle, catalogue, width=100, sort_output=False, include_previous=False)
     return changes

@@ -16,9 +16,7 @@ from babel.lists import format_list
 from service.translations import BABEL_LOCALES as _LOCALES
 from service.translations import LANGUAGES, translator
 
-__all__ = ["EN_DASH", "LANGUAGES", "date_label", "join_names", "week_label"]
-
-EN_DASH = "\u2013"
+__all__ = ["LANGUAGES", "date_label", "join_names", "week_label"]
 
 
 def _language(language: str) -> str:
@@ -67,12 +65,13 @@ def week_label(start: date, end: date, language: str) -> str:
     if not first:
         # Translators: the week of an edition that spans one day; {last} is "5 March 2025".
         return _("Week of {last}", last=last)
-    # A bare day range takes a closed-up en dash ("18-25" with EN_DASH); ranges
-    # with a month on both sides take a spaced one ("30 January - 6 February").
-    separator = EN_DASH if first.isdigit() else f" {EN_DASH} "
-    # Translators: {first} and {last} are the first and last days ("18", "25 January 2025");
-    # {separator} is the dash English puts between them, which another language may drop.
-    return _("Week of {first}{separator}{last}", first=first, separator=separator, last=last)
+    # English closes up the en dash of a bare day range ("18-25") and spaces the one
+    # between two months ("30 January - 6 February"); the msgids hold the real dash.
+    if first.isdigit():
+        # Translators: the week of an edition within one month: "Week of 18-25 January 2025".
+        return _("Week of {first}\u2013{last}", first=first, last=last)
+    # Translators: the week of an edition over two months: "Week of 30 January - 6 February 2025".
+    return _("Week of {first} \u2013 {last}", first=first, last=last)
 
 
 def join_names(names: Sequence[str], language: str) -> str:

@@ -110,7 +110,7 @@ def ngettext(language: str, singular: str, plural: str, n: int, **values: object
 
 
 class Translator:
-    """The messages of one language: `t(message, **values)`, `t.ngettext`, `t.pgettext`.
+    """The messages of one language: `t(message, **values)`, `t.ngettext`, `t.pgettext`…
 
     Handed to templates as `_` (and `ngettext`); extraction finds the calls by name.
     """
@@ -128,6 +128,18 @@ class Translator:
     def pgettext(self, context: str, message: str, **values: object) -> str:
         """`message` as meant in `context`, filled."""
         return pgettext(self.language, context, message, **values)
+
+    def npgettext(self, context: str, singular: str, plural: str, n: int, **values: object) -> str:
+        """A counted message as meant in `context`."""
+        return npgettext(self.language, context, singular, plural, n, **values)
+
+
+def npgettext(
+    language: str, context: str, singular: str, plural: str, n: int, **values: object
+) -> str:
+    """A counted message as meant in `context` (a word that is also counted elsewhere)."""
+    text = str(translations(language).npgettext(context, singular, plural, n))
+    return text.format(n=format_number(n, language), **values)
 
 
 def translator(language: str) -> Translator:

@@ -814,6 +814,11 @@ def ngettext(singular: str, plural: str, n: int, **values: object) -> str:
     return translations.ngettext(get_locale(), singular, plural, n, **values)
 
 
+def npgettext(context: str, singular: str, plural: str, n: int, **values: object) -> str:
+    """A counted message as meant in `context`, where the same English means another thing."""
+    return translations.npgettext(get_locale(), context, singular, plural, n, **values)
+
+
 def status_label(value: str) -> str:
     """The word shown for a status, event kind or suppression reason (an enum's value)."""
     # One word per value whatever the enum: the French forms read right for each
@@ -887,6 +892,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals.update(
         _=gettext,
         ngettext=ngettext,
+        npgettext=npgettext,
         get_locale=get_locale,
         format_number=format_number,
         status_label=status_label,
