@@ -406,3 +406,32 @@ def test_no_hsts_and_no_secure_cookie_over_plain_http(client: FlaskClient) -> No
     assert "Secure" not in cookie
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
+
+
+# --- odd input --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [
+        ("redaction\x00@exemple.fr", PASSWORD),
+        (EDITOR, "une-phrase\x00-de-passe"),
+        ("a" * 100_000 + "@exemple.fr", PASSWORD),
+        (EDITOR, "x" * 100_000),
+        ("rédaction@exämple.fr", "é" * 20),
+        ("", ""),
+    ],
+)
+def test_odd_credentials_are_a_plain_refusal(
+    backend: str, client: FlaskClient, accounts: None, email: str, password: str
+) -> None:
+    assert _post_login(client, email, password)[0] == 401
+
+
+def test_an_odd_user_agent_is_recorded_cleaned(
+    backend: str, client: FlaskClient, accounts: None
+) -> None:
+    client.environ_base["HTTP_USER_AGENT"] = "Robot\x00/1.0\x1b[31m" + "z" * 1000
+    _log_in(client)
+    page = client.get("/account/").get_data(as_text=True)
+    assert "Robot /1.0 [31mzzz" in page
