@@ -3,7 +3,7 @@
 from service.models._types import utcnow
 from service.models.delivery import Delivery, DeliveryStatus
 from service.models.edition import Edition, EditionStatus, NewsItem
-from service.models.editor import Editor, EditorRole
+from service.models.editor import Editor, EditorRole, EditorSession
 from service.models.event import Event, EventKind
 from service.models.newsletter import Newsletter
 from service.models.ratelimit import RateWindow
@@ -24,6 +24,7 @@ __all__ = [
     "EditionStatus",
     "Editor",
     "EditorRole",
+    "EditorSession",
     "Event",
     "EventKind",
     "NewsItem",

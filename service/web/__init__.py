@@ -35,6 +35,8 @@ def register(app: Flask) -> None:
         app.register_blueprint(module.blueprint)
     i18n.init_app(app)
     app.after_request(_security_headers)
+    if app.extensions["hebdo.settings"].base_url.startswith("https://"):
+        app.after_request(_strict_transport_security)
     app.teardown_appcontext(deps.close_db)
 
 
@@ -42,4 +44,11 @@ def _security_headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    return response
+
+
+def _strict_transport_security(response: Response) -> Response:
+    # Only when the site is served over https (BASE_URL): browsers then never try
+    # plain http again, so a network attacker cannot strip TLS or read the cookie.
+    response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     return response

@@ -663,6 +663,36 @@ _FR: Mapping[str, str] = MappingProxyType(
             "Indiquez où ces lecteurs ont déjà donné leur consentement (le motif est enregistré)."
         ),
         "choose a newsletter to export": "choisissez une lettre à exporter",
+        # Editor sessions (issue 9, item 6): login throttling, the Account page.
+        "Too many failed attempts. Try again later.": (
+            "Trop de tentatives échouées. Réessayez plus tard."
+        ),
+        "Account": "Compte",
+        "Change password": "Changer de mot de passe",
+        "Every other session of this account is logged out.": (
+            "Toutes les autres sessions de ce compte sont déconnectées."
+        ),
+        "Current password": "Mot de passe actuel",
+        "New password": "Nouveau mot de passe",
+        "New password, again": "Nouveau mot de passe, à nouveau",
+        "Sessions": "Sessions",
+        "Logged in": "Connexion",
+        "Last seen": "Dernière activité",
+        "Network": "Réseau",
+        "Browser": "Navigateur",
+        "this browser": "ce navigateur",
+        "Log out everywhere": "Se déconnecter partout",
+        "The new passwords do not match.": "Les deux nouveaux mots de passe diffèrent.",
+        "Password changed. Every other session is logged out.": (
+            "Mot de passe changé. Toutes les autres sessions sont déconnectées."
+        ),
+        "The current password is wrong.": "Le mot de passe actuel est incorrect.",
+        "The new password must have at least {n} characters.": (
+            "Le nouveau mot de passe doit compter au moins {n} caractères."
+        ),
+        "The new password must have at most {n} characters.": (
+            "Le nouveau mot de passe doit compter au plus {n} caractères."
+        ),
     }
 )
 # Counted messages (`ngettext`): the English singular and plural, then the French ones.
@@ -737,6 +767,14 @@ _FR_COUNTED: Mapping[tuple[str, str], tuple[str, str]] = MappingProxyType(
         ("confirmed", "confirmed"): ("confirmé", "confirmés"),
         ("skipped", "skipped"): ("ignoré", "ignorés"),
         ("rejected", "rejected"): ("rejeté", "rejetés"),
+        # Editor sessions (issue 9, item 6): the wait after too many failed logins.
+        (
+            "Too many failed attempts. Try again in {n} minute.",
+            "Too many failed attempts. Try again in {n} minutes.",
+        ): (
+            "Trop de tentatives échouées. Réessayez dans {n} minute.",
+            "Trop de tentatives échouées. Réessayez dans {n} minutes.",
+        ),
     }
 )
 _CATALOGUES: Mapping[str, Mapping[str, str]] = MappingProxyType({"fr": _FR})
