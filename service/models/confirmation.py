@@ -26,9 +26,7 @@ class ConfirmationStatus(enum.Enum):
 
 class ConfirmationMail(Base):
     __tablename__ = "confirmation_mail"
-    __table_args__ = (
-        Index("ix_confirmation_mail_newsletter_status", "newsletter_id", "status"),
-    )
+    __table_args__ = (Index("ix_confirmation_mail_newsletter_status", "newsletter_id", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     newsletter_id: Mapped[int] = mapped_column(ForeignKey("newsletter.id", ondelete="CASCADE"))
