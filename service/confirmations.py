@@ -254,7 +254,7 @@ def progress(
         query = query.where(ConfirmationMail.newsletter_id == newsletter_id)
     if request_id is not None:
         query = query.where(ConfirmationMail.request_id == request_id)
-    counts = dict(session.execute(query).tuples().all())
+    counts = dict(session.execute(query).all())
     return Progress(
         queued=counts.get(ConfirmationStatus.QUEUED, 0),
         sent=counts.get(ConfirmationStatus.SENT, 0),
@@ -337,7 +337,7 @@ def claim(
     )
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(of=ConfirmationMail, skip_locked=True)
-    rows = session.execute(due).tuples().all()
+    rows = session.execute(due).all()
     if not rows:
         return []
     # The signup form's rule, re-checked by the UPDATE itself: a reader who was
