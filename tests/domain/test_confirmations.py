@@ -237,3 +237,18 @@ def test_a_reader_whose_message_cannot_be_built_does_not_hold_back_the_others(
     row = _rows(sessions)["piege@exemple.fr"]
     assert row.status in (ConfirmationStatus.SENT, ConfirmationStatus.FAILED)
     assert row.status is ConfirmationStatus.SENT or row.detail
+
+
+def test_an_address_added_by_an_editor_without_consent_proof_is_queued_too(
+    backend: str, sessions: sessionmaker[Session]
+) -> None:
+    with sessions.begin() as session:
+        letter = factories.newsletter(session)
+        pending = imports.add_address(
+            session, letter, "une@exemple.fr", confirmed=False, confirmed_reason=None
+        )
+        known = imports.add_address(
+            session, letter, "deux@exemple.fr", confirmed=True, confirmed_reason="salon"
+        )
+    assert (pending.confirmations_queued, known.confirmations_queued) == (1, 0)
+    assert set(_rows(sessions)) == {"une@exemple.fr"}
