@@ -186,6 +186,8 @@ def add_command(
         click.echo(f"confirmed the pending subscription of {email} to {slug}")
     else:
         click.echo(f"{email} was already subscribed to {slug}")
+    if report.confirmations_queued:
+        click.echo("confirmation email queued")
 
 
 # --- Confirmation emails --------------------------------------------------------------
@@ -196,7 +198,18 @@ def _enqueuer(ctx: CliContext) -> confirmations.Enqueue:
     from worker.tasks.confirmations import enqueue_confirmations
 
     broker_url = ctx.settings.broker_url
-    return lambda newsletter_id: enqueue_confirmations(broker_url, newsletter_id)
+
+    def enqueue(newsletter_id: int) -> None:
+        try:
+            enqueue_confirmations(broker_url, newsletter_id)
+        except Exception as exc:  # the rows are committed: beat's sweep hands them out later
+            click.echo(
+                f"warning: could not reach the broker ({exc}); the workers' "
+                "periodic sweep will send the confirmation emails",
+                err=True,
+            )
+
+    return enqueue
 
 
 def _wait_for_confirmations(ctx: CliContext, request_id: str, timeout: float) -> None:
