@@ -187,7 +187,7 @@ def add_command(
     else:
         click.echo(f"{email} was already subscribed to {slug}")
     if report.confirmations_queued:
-        click.echo("confirmation email queued")
+        click.echo("confirmation email queued for the workers", err=True)
 
 
 # --- Confirmation emails --------------------------------------------------------------
