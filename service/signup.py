@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -119,6 +119,14 @@ def receives(session: Session, subscription: Subscription) -> bool:
     )
 
 
+def notice_slot_free(now: datetime) -> ColumnElement[bool]:
+    """The resend rule as SQL: this subscription was not mailed within RESEND_AFTER."""
+    return or_(
+        Subscription.confirmation_sent_at.is_(None),
+        Subscription.confirmation_sent_at <= now - RESEND_AFTER,
+    )
+
+
 def claim_notice_slot(session: Session, subscription_id: int, now: datetime | None = None) -> bool:
     """Take the right to mail this subscription now: at most once per RESEND_AFTER.
 
@@ -127,13 +135,7 @@ def claim_notice_slot(session: Session, subscription_id: int, now: datetime | No
     now = now or utcnow()
     result = session.execute(
         update(Subscription)
-        .where(
-            Subscription.id == subscription_id,
-            or_(
-                Subscription.confirmation_sent_at.is_(None),
-                Subscription.confirmation_sent_at <= now - RESEND_AFTER,
-            ),
-        )
+        .where(Subscription.id == subscription_id, notice_slot_free(now))
         .values(confirmation_sent_at=now)
         .execution_options(synchronize_session="fetch")
     )

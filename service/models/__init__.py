@@ -1,6 +1,7 @@
 """The data model, one module per aggregate."""
 
 from service.models._types import utcnow
+from service.models.confirmation import ConfirmationMail, ConfirmationStatus
 from service.models.delivery import Delivery, DeliveryStatus
 from service.models.edition import Edition, EditionStatus, NewsItem
 from service.models.editor import Editor, EditorRole, EditorSession
@@ -18,6 +19,8 @@ from service.models.subscriber import (
 )
 
 __all__ = [
+    "ConfirmationMail",
+    "ConfirmationStatus",
     "Delivery",
     "DeliveryStatus",
     "Edition",

@@ -693,6 +693,38 @@ _FR: Mapping[str, str] = MappingProxyType(
         "The new password must have at most {n} characters.": (
             "Le nouveau mot de passe doit compter au plus {n} caractères."
         ),
+        # Confirmation emails of imports and re-sends (issue 9, part "confirm").
+        "Choose a newsletter to re-send its confirmation emails.": (
+            "Choisissez une lettre pour en renvoyer les e-mails de confirmation."
+        ),
+        "No confirmation email queued: no pending reader could be mailed now.": (
+            "Aucun e-mail de confirmation en attente d'envoi : "
+            "aucun lecteur en attente ne peut être relancé maintenant."
+        ),
+        "Confirmation emails to {newsletter}:": "E-mails de confirmation pour {newsletter} :",
+        "Re-send the confirmation email to pending readers…": (
+            "Renvoyer l'e-mail de confirmation aux lecteurs en attente…"
+        ),
+        "Re-send the confirmation email (pending readers)": (
+            "Renvoyer l'e-mail de confirmation (lecteurs en attente)"
+        ),
+        (
+            "The workers send them at the relay's pace; "
+            "the subscribers page shows how many have gone out."
+        ): (
+            "Les workers les envoient au rythme du relais ; la page des abonnés indique "
+            "combien sont partis."
+        ),
+        (
+            "Only readers still waiting to confirm {newsletter} get it. Confirmed, "
+            "unsubscribed and suppressed readers get nothing, and nobody who was mailed "
+            "in the last {minutes} minutes."
+        ): (
+            "Seuls les lecteurs qui n'ont pas encore confirmé {newsletter} le reçoivent. "
+            "Les lecteurs confirmés, désabonnés ou bloqués ne reçoivent rien, ni personne "
+            "qui a reçu un e-mail dans les {minutes} dernières minutes."
+        ),
+        "Re-send to {count}": "Renvoyer à {count}",
     }
 )
 # Counted messages (`ngettext`): the English singular and plural, then the French ones.
@@ -774,6 +806,32 @@ _FR_COUNTED: Mapping[tuple[str, str], tuple[str, str]] = MappingProxyType(
         ): (
             "Trop de tentatives échouées. Réessayez dans {n} minute.",
             "Trop de tentatives échouées. Réessayez dans {n} minutes.",
+        ),
+        # Confirmation emails of imports and re-sends (issue 9, part "confirm").
+        (
+            "{n} confirmation email queued.",
+            "{n} confirmation emails queued.",
+        ): (
+            "{n} e-mail de confirmation en attente d'envoi.",
+            "{n} e-mails de confirmation en attente d'envoi.",
+        ),
+        (
+            "confirmation email queued",
+            "confirmation emails queued",
+        ): (
+            "e-mail de confirmation en attente d'envoi",
+            "e-mails de confirmation en attente d'envoi",
+        ),
+        ("{n} queued", "{n} queued"): ("{n} en attente", "{n} en attente"),
+        ("{n} sent", "{n} sent"): ("{n} envoyé", "{n} envoyés"),
+        ("{n} failed", "{n} failed"): ("{n} en échec", "{n} en échec"),
+        ("{n} skipped", "{n} skipped"): ("{n} ignoré", "{n} ignorés"),
+        (
+            "Re-send the confirmation email to {n} reader?",
+            "Re-send the confirmation email to {n} readers?",
+        ): (
+            "Renvoyer l'e-mail de confirmation à {n} lecteur ?",
+            "Renvoyer l'e-mail de confirmation à {n} lecteurs ?",
         ),
     }
 )
