@@ -663,6 +663,15 @@ _FR: Mapping[str, str] = MappingProxyType(
             "Indiquez où ces lecteurs ont déjà donné leur consentement (le motif est enregistré)."
         ),
         "choose a newsletter to export": "choisissez une lettre à exporter",
+        # Part "text" (issue 9): names that cannot be kept.
+        "This name holds a character that cannot be kept (a NUL). Please type it again.": (
+            "Ce prénom contient un caractère qui ne peut pas être enregistré (un NUL). "
+            "Merci de le saisir à nouveau."
+        ),
+        "This name holds a character that cannot be kept (a NUL). Nothing was changed.": (
+            "Ce nom contient un caractère qui ne peut pas être enregistré (un NUL). "
+            "Rien n'a été modifié."
+        ),
     }
 )
 # Counted messages (`ngettext`): the English singular and plural, then the French ones.
