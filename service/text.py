@@ -57,10 +57,14 @@ def one_line(value: str, *, limit: int, field: str = "text") -> str:
     """
     if "\x00" in value:
         raise UnusableText(field, "contains a NUL character (\\0); remove it and try again")
-    cleaned = value
-    if not (value.isascii() and value.isprintable()):
-        cleaned = "".join(map(_char, unicodedata.normalize("NFC", value)))
-    cleaned = _SPACES.sub(" ", cleaned).strip()
+    # isprintable() is False for every character _char changes (and for other spaces
+    # than U+0020, which it keeps): most names skip the loop.
+    cleaned = value if value.isprintable() else "".join(map(_char, value))
+    if not cleaned.isascii():
+        cleaned = unicodedata.normalize("NFC", cleaned)
+    if "  " in cleaned:
+        cleaned = _SPACES.sub(" ", cleaned)
+    cleaned = cleaned.strip()
     if len(cleaned) > limit:
         cleaned = cleaned[:limit].rstrip()
     return cleaned

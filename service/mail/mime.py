@@ -19,7 +19,7 @@ from datetime import datetime
 from email.utils import format_datetime
 from pathlib import Path
 
-from service import tokens
+from service import text, tokens
 from service.addresses import for_sending
 from service.mail.render import GREETING, TOKEN
 from service.mail.wording import wording
@@ -222,6 +222,17 @@ def phrase(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def unstructured(text: str) -> str:
+    """Free text (a subject) in ASCII: as is, or as encoded words when it is not ASCII.
+
+    ASCII text holding "=?" is encoded too, so no reader's client decodes it as
+    an encoded word the editor never wrote.
+    """
+    if text.isascii() and "=?" not in text:
+        return text
+    return " ".join(encoded_words(text))
+
+
 def mailbox(name: str, address: str) -> str:
     """An address header value: `phrase <address>`, or the bare address without a name."""
     return f"{phrase(name)} <{address}>" if name else address
@@ -258,6 +269,11 @@ def prepare(
     dkim: DkimKey | None = None,
 ) -> PreparedEdition:
     """Do the per-edition work of building messages, once."""
+    # The doors already clean these (service.text); rows stored before they did are
+    # cleaned here too, so an old newsletter's name cannot stop its sends.
+    sender_name = text.sender_name(sender_name)
+    newsletter_name = text.newsletter_name(newsletter_name)
+    subject = text.one_line(subject, limit=text.SUBJECT_MAX, field="subject")
     # An internationalised domain goes out in its ASCII form (service.addresses).
     sender_email = for_sending(sender_email)
     sender_domain = sender_email.rpartition("@")[2]
@@ -265,7 +281,7 @@ def prepare(
     list_id = f"<{newsletter_slug}.{list_host}>"
     headers = [
         fold("From", mailbox(sender_name, sender_email)),
-        fold("Subject", subject),
+        fold("Subject", unstructured(subject)),
         fold("List-Id", f"{phrase(newsletter_name)} {list_id}" if newsletter_name else list_id),
         fold("List-Archive", f"<{base_url}/archive/{newsletter_slug}>"),
         fold("Precedence", "bulk"),
@@ -323,11 +339,12 @@ def personalise(
 ) -> Envelope:
     """Build one recipient's message from the prepared edition.
 
-    Raises UnsafeHeader for a name that would break a header, and
+    Raises service.text.UnusableText for a name holding a NUL and
     service.addresses.InvalidAddress for an address that cannot be written:
     the send loop fails that one delivery with the reason.
     """
     rcpt = for_sending(email)
+    name = text.person_name(name)  # under 1 µs; a name stored before the rule is cleaned
     token = tokens.sign(prepared.secret, DELIVERY_PURPOSE, delivery_id)
     greeting = prepared.greeting_named.format(name=name) if name else prepared.greeting_anonymous
     encoded_token = _line_end(_qp(token))
