@@ -242,10 +242,16 @@ def test_without_smtputf8_that_one_delivery_fails_with_its_reason_and_the_rest_g
         assert jose.status is SubscriberStatus.ACTIVE
 
 
+@pytest.mark.parametrize("door", ["form", "embed"])
 def test_a_nul_in_a_signup_name_is_refused_with_a_message_and_nothing_is_stored(
-    client: FlaskClient, letter: int, sessions: sessionmaker[Session]
+    client: FlaskClient, letter: int, sessions: sessionmaker[Session], door: str
 ) -> None:
-    response = _sign_up(client, "nul@exemple.fr", "Jea\x00nne")
+    if door == "form":
+        response = _sign_up(client, "nul@exemple.fr", "Jea\x00nne")
+    else:  # the form pasted on other sites: no CSRF token
+        response = client.post(
+            "/n/lettre/subscribe/embed", data={"email": "nul@exemple.fr", "name": "Jea\x00nne"}
+        )
     assert response.status_code == 400
     assert "This name holds a character that cannot be kept" in _page(response) or (
         "Ce prénom contient un caractère qui ne peut pas être enregistré" in _page(response)
@@ -432,3 +438,29 @@ def test_an_edition_subject_with_a_line_break_is_one_line_and_a_nul_is_refused(
     assert "subject: contains a NUL character" in refused.output
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Edition)) == 1
+
+
+def test_names_stored_before_the_rule_are_cleaned_on_the_way_out(
+    letter: int,
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    smtp_server: RecordingSmtpServer,
+) -> None:
+    with sessions.begin() as session:
+        letter_row = session.get(Newsletter, letter)
+        assert letter_row is not None
+        (reader,) = factories.readers(session, letter_row, 1)
+        # Written straight to the rows, as an older version let the doors do.
+        reader.name = "Ancien\r\nBcc: x@evil.example"
+        letter_row.sender_name = "Rédaction\nX-Injected: yes"
+        letter_row.name = "Lettre\r\nBcc: y@evil.example"
+
+    edition_id = _send_edition(sessions, settings)
+
+    (message,) = smtp_server.wait_for(1)
+    assert message.rcpt_tos == ("r0@example.org",)
+    assert not re.search(rb"^(Bcc|X-Injected):", _header_block(message), re.MULTILINE)
+    parsed = email.message_from_bytes(message.data, policy=email.policy.strict)
+    assert parsed["To"].addresses[0].display_name == "Ancien Bcc: x@evil.example"
+    assert parsed["From"].addresses[0].display_name == "Rédaction X-Injected: yes"
+    assert _status(sessions, edition_id) is EditionStatus.SENT
