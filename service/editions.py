@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service import text
 from service.mail.render import RenderedEdition, render_edition
 from service.models import Edition, EditionStatus, NewsItem, Newsletter, utcnow
 
@@ -67,12 +68,20 @@ def check_links(data: dict[str, Any]) -> None:
         link(f"related[{i}].url", read.get("url"))
 
 
+def _line(value: Any, where: str) -> str:
+    try:
+        return text.subject(str(value or ""), field=where)
+    except text.UnusableText as exc:
+        raise EditionError(str(exc)) from exc
+
+
 def apply_data(edition: Edition, data: dict[str, Any]) -> None:
     """Set an edition's content from the edition JSON (see README), validating it."""
     check_links(data)
     if edition.status not in (EditionStatus.DRAFT, EditionStatus.SCHEDULED):
         raise EditionLocked(f"edition {edition.number} is {edition.status.value}")
-    title = str(data.get("title") or "").strip()
+    # Title, subject and preheader can reach the Subject header: one clean line each.
+    title = _line(data.get("title"), "title")
     if not title:
         raise EditionError("title: required")
     items = data.get("items") or []
@@ -82,8 +91,8 @@ def apply_data(edition: Edition, data: dict[str, Any]) -> None:
     edition.week_start = _date(data.get("week_start"), "week_start")
     edition.week_end = _date(data.get("week_end"), "week_end")
     edition.authors = [str(a) for a in data.get("authors") or []]
-    edition.subject = str(data.get("subject") or title).strip()
-    edition.preheader = str(data.get("preheader") or "").strip()
+    edition.subject = _line(data.get("subject"), "subject") or title
+    edition.preheader = _line(data.get("preheader"), "preheader")
     edition.image = _image(data.get("image"), "image")
     edition.synthesis = str(data.get("synthesis") or "")
     edition.related = [dict(r) for r in data.get("related") or []]

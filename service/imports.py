@@ -40,6 +40,7 @@ from service.models import (
     utcnow,
 )
 from service.newsletters import UnknownNewsletter
+from service.text import UnusableText, person_name
 
 ImportSource = str | os.PathLike[str] | IO[bytes] | IO[str]
 
@@ -297,10 +298,11 @@ def add_address(
     report = ImportReport(rows_read=1, confirmed_import=confirmed)
     try:
         address = normalise(email)
-    except InvalidAddress as exc:
+        clean_name = person_name(name)
+    except (InvalidAddress, UnusableText) as exc:
         report.reject(RejectedRow(0, email, str(exc)))
         return report
-    row = _Row(0, address, name.strip()[:200], _parse_locale(locale or ""), {}, False)
+    row = _Row(0, address, clean_name, _parse_locale(locale or ""), {}, False)
     outcome = _apply_batch(session, newsletter.id, newsletter.language, [row], consent)
     report.confirmation_request = confirmations.new_request_id()
     _queue_confirmations(
@@ -611,6 +613,10 @@ class _Columns:
         if not name:
             parts = (self._cell(fields, self.first_name), self._cell(fields, self.last_name))
             name = " ".join(part for part in parts if part)
+        try:
+            name = person_name(name)
+        except UnusableText as exc:
+            return RejectedRow(start, email, str(exc) + _span(start, end))
         attributes: dict[str, Any] = {}
         raw_locale = self._cell(fields, self.locale)
         locale = _parse_locale(raw_locale) if raw_locale else None
@@ -623,7 +629,7 @@ class _Columns:
             if value:
                 attributes[key] = value
         opted_out = self._cell(fields, self.status).lower() == "unsubscribed"
-        return _Row(start, email, name[:200], locale, attributes, opted_out)
+        return _Row(start, email, name, locale, attributes, opted_out)
 
     @staticmethod
     def _cell(fields: list[str], index: int | None) -> str:

@@ -31,6 +31,7 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
+from service.text import person_name
 
 SOURCE = "preference centre"  # the consent source of subscriptions made here
 MAX_PAUSE_WEEKS = 52
@@ -117,10 +118,13 @@ def choices(session: Session, subscriber: Subscriber) -> list[Choice]:
 
 
 def update_profile(session: Session, subscriber: Subscriber, *, name: str, locale: str) -> None:
-    """Change the reader's name and the language of the pages and notices they get."""
+    """Change the reader's name and the language of the pages and notices they get.
+
+    Raises service.text.UnusableText (a NUL in the name) before changing anything.
+    """
     if locale not in signup.LANGUAGES:
         raise ValueError(f"unsupported language {locale!r}")
-    subscriber.name = " ".join(name.split())[:200]
+    subscriber.name = person_name(name)
     subscriber.locale = locale
     session.flush()
 

@@ -17,8 +17,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, formataddr, make_msgid
+from email.policy import SMTP, SMTPUTF8
+from email.utils import format_datetime, make_msgid
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,10 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from service import subscriptions, tokens
-from service.addresses import normalise
+from service.addresses import for_sending, normalise
 from service.config import Settings
 from service.dispatch import Transport
+from service.mail.mime import mailbox
 from service.mail.transport import DeliveryError
 from service.models import (
     Newsletter,
@@ -42,6 +43,7 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
+from service.text import one_line, person_name
 
 log = logging.getLogger(__name__)
 
@@ -157,15 +159,18 @@ def request(
 ) -> SignupResult:
     """Ask for a newsletter: record the pending consent and say which notice to send.
 
-    Raises service.addresses.InvalidAddress for an address that cannot be mailed.
+    Raises service.addresses.InvalidAddress for an address that cannot be mailed
+    and service.text.UnusableText for a name that cannot be kept (a NUL), before
+    writing anything.
     """
     now = now or utcnow()
     address = normalise(email)
+    clean_name = person_name(name)
     language = locale if locale in LANGUAGES else newsletter.language
-    # An anonymous form must not rewrite an existing person's name or language:
+    # An anonymous form must not rewrite an existing person's data (name, language):
     # only a new subscriber takes them from the form.
     subscriber = subscriptions.find_or_create_subscriber(
-        session, address, name[:200], locale=language
+        session, address, clean_name, locale=language
     )
     subscription = session.scalar(
         select(Subscription).where(
@@ -315,14 +320,16 @@ def build_message(
     rendered = render_notice(
         settings.email_templates_path, notice, notice_context(subscription, settings, now)
     )
+    sender = for_sending(newsletter.sender_email)
     message = EmailMessage()
-    message["From"] = formataddr((newsletter.sender_name, newsletter.sender_email))
-    message["To"] = formataddr((subscriber.name, subscriber.email))
-    message["Subject"] = rendered.subject
+    # mime.mailbox writes the names as encoded words, so no name can break a header.
+    message["From"] = mailbox(one_line(newsletter.sender_name, limit=200), sender)
+    message["To"] = mailbox(one_line(subscriber.name, limit=200), for_sending(subscriber.email))
+    message["Subject"] = one_line(rendered.subject, limit=998)
     message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid("notice", domain=newsletter.sender_email.rpartition("@")[2])
+    message["Message-ID"] = make_msgid("notice", domain=sender.rpartition("@")[2])
     if newsletter.reply_to:
-        message["Reply-To"] = newsletter.reply_to
+        message["Reply-To"] = for_sending(newsletter.reply_to)
     # RFC 3834: no vacation auto-replies to a message no human typed.
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(rendered.text)
@@ -345,14 +352,16 @@ def send_notice(
     loses nothing: the reader asks again and gets a new link.
     """
     now = now or utcnow()
-    message = build_message(subscription, notice, settings, now)
     try:
+        message = build_message(subscription, notice, settings, now)
+        # A non-ASCII local part can only go out with SMTPUTF8, headers in UTF-8 (RFC 6532).
+        utf8 = not for_sending(subscription.subscriber.email).isascii()
         transport.send(
             subscription.newsletter.sender_email,
             subscription.subscriber.email,
-            message.as_bytes(policy=SMTP),
+            message.as_bytes(policy=SMTPUTF8 if utf8 else SMTP),
         )
-    except DeliveryError as exc:
+    except (DeliveryError, ValueError) as exc:  # ValueError: data stored before the text rule
         log.warning("%s for subscription %s not sent: %s", notice.value, subscription.id, exc)
         subscription.confirmation_sent_at = None
         session.flush()

@@ -725,6 +725,15 @@ _FR: Mapping[str, str] = MappingProxyType(
             "qui a reçu un e-mail dans les {minutes} dernières minutes."
         ),
         "Re-send to {count}": "Renvoyer à {count}",
+        # Part "text" (issue 9): names that cannot be kept.
+        "This name holds a character that cannot be kept (a NUL). Please type it again.": (
+            "Ce prénom contient un caractère qui ne peut pas être enregistré (un NUL). "
+            "Merci de le saisir à nouveau."
+        ),
+        "This name holds a character that cannot be kept (a NUL). Nothing was changed.": (
+            "Ce nom contient un caractère qui ne peut pas être enregistré (un NUL). "
+            "Rien n'a été modifié."
+        ),
     }
 )
 # Counted messages (`ngettext`): the English singular and plural, then the French ones.

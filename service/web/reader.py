@@ -25,6 +25,7 @@ from service.addresses import InvalidAddress
 from service.app import csrf
 from service.mail.transport import SmtpTransport
 from service.models import Newsletter, Subscription, SubscriptionStatus, utcnow
+from service.text import UnusableText
 from service.web.deps import db, settings
 from service.web.i18n import translator
 
@@ -122,6 +123,11 @@ def _signup(newsletter: Newsletter, source: str) -> Page:
             session.rollback()
             return _render(
                 "subscribe.html", lang, 400, newsletter=newsletter, state="form", error=True
+            )
+        except UnusableText:
+            session.rollback()
+            return _render(
+                "subscribe.html", lang, 400, newsletter=newsletter, state="form", name_error=True
             )
         except IntegrityError:
             # Two posts for a new address at once: the other one created the row.
@@ -298,9 +304,12 @@ def preferences_save(token: str) -> Page | BaseResponse:
     locale = request.form.get("language", subscriber.locale)
     if locale not in signup.LANGUAGES:
         locale = subscriber.locale
-    preferences.update_profile(
-        session, subscriber, name=request.form.get("name", subscriber.name), locale=locale
-    )
+    try:
+        preferences.update_profile(
+            session, subscriber, name=request.form.get("name", subscriber.name), locale=locale
+        )
+    except UnusableText:
+        return _back(token, "name_invalid")
     wanted = {int(v) for v in request.form.getlist("newsletter") if v.isdigit()}
     results = preferences.choose(
         session,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service import tokens
+from service import text, tokens
 from service.mail.mime import DELIVERY_PURPOSE, personalise, prepare
 from service.mail.render import GREETING, TOKEN
 
@@ -50,7 +50,8 @@ def test_filled_parts_decode_to_the_substituted_text(name: str) -> None:
     )  # fmt: skip
     envelope = personalise(prepared, 41, "zoe@example.org", name, NOW)
 
-    greeting = f"Bonjour {name}," if name else "Bonjour,"
+    clean = text.person_name(name)  # what the greeting holds: the name rule's one line
+    greeting = f"Bonjour {clean}," if clean else "Bonjour,"
     token = tokens.sign("k", DELIVERY_PURPOSE, 41)
     crlf = "\r\n"
     expected_html = HTML.replace(TOKEN, token).replace(GREETING, html.escape(greeting))
