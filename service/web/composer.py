@@ -64,7 +64,9 @@ _ITEM_FIELDS = (
 )
 _RELATED_FIELDS = ("title", "date", "kind", "url")
 _WHERE = re.compile(r"^(?P<where>[a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)*): (?P<reason>.+)$", re.DOTALL)
-_OP = re.compile(r"^(?P<area>item|related)-(?P<verb>add|up|down|remove)(?:-(?P<index>\d+))?$")
+_OP = re.compile(
+    r"^(?P<area>item|related)-(?P<verb>add|up|down|remove)(?:-(?P<index>[0-9]{1,9}))?$"
+)
 # The composer's own pages run no inline script and load nothing from elsewhere.
 _CSP = (
     "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "

@@ -663,6 +663,10 @@ _FR: Mapping[str, str] = MappingProxyType(
             "Indiquez où ces lecteurs ont déjà donné leur consentement (le motif est enregistré)."
         ),
         "choose a newsletter to export": "choisissez une lettre à exporter",
+        # Issue 9, no 5xx from input (no5xx).
+        "A NUL character is not allowed in a web address or a form field.": (
+            "Un caractère NUL n'est accepté ni dans une adresse web ni dans un champ de formulaire."
+        ),
     }
 )
 # Counted messages (`ngettext`): the English singular and plural, then the French ones.
