@@ -30,15 +30,24 @@ def editions_group() -> None:
 @click.option("--newsletter", "slug", required=True)
 @pass_context
 def load_command(ctx: CliContext, path: Path, slug: str) -> None:
-    """Create a draft edition from an edition JSON file."""
+    """Create a draft edition from an edition JSON file.
+
+    A file that breaks the edition's rules exits with status 2 and one line per bad
+    field on stderr ("path: items[2].title: required").
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise click.ClickException(f"{path}: not valid JSON ({exc})") from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and numbers past int's digit limit.
+        raise click.ClickException(f"{path}: not valid JSON ({str(exc)[:200]})") from exc
     with ctx.transaction() as session:
         try:
             newsletter = newsletters.get_by_slug(session, slug)
             edition = editions.create(session, newsletter, data)
+        except editions.EditionInvalid as exc:
+            for where, reason in exc.problems:
+                click.echo(f"{path}: {where}: {reason}" if where else f"{path}: {reason}", err=True)
+            raise click.exceptions.Exit(2) from exc
         except (newsletters.UnknownNewsletter, editions.EditionError) as exc:
             raise click.ClickException(f"{path}: {exc}") from exc
         count = len(edition.items)

@@ -35,7 +35,7 @@ from werkzeug.routing import Rule
 import service
 from service import editors, tokens
 from service.config import Settings
-from service.models import Delivery, Edition, Subscriber, Subscription
+from service.models import Delivery, Subscription
 from tests import factories
 
 EDITOR = "walker@hebdo.example"
@@ -108,7 +108,8 @@ def seed(sessions: sessionmaker[Session], settings: Settings) -> Seeded:
         session.flush()
         delivery = session.query(Delivery).filter_by(edition_id=sending.id).first()
         subscription = session.query(Subscription).first()
-        assert delivery is not None and subscription is not None
+        assert delivery is not None
+        assert subscription is not None
         ids = {
             "edition": [str(draft.id), str(sending.id)],
             "number": [str(sending.number), str(draft.number)],
@@ -156,9 +157,10 @@ class _Forms(HTMLParser):
         if self._current is None:
             return
         name = a.get("name")
-        if tag == "input" and name and a.get("type") not in ("submit", "button", "file"):
-            self._current.add(name, a.get("value", ""))
-        elif tag == "button" and name:
+        if name and (
+            (tag == "input" and a.get("type") not in ("submit", "button", "file"))
+            or tag == "button"
+        ):
             self._current.add(name, a.get("value", ""))
         elif tag == "select" and name:
             self._select = name
@@ -174,7 +176,9 @@ class _Forms(HTMLParser):
             self._current = None
 
 
-_READS = re.compile(r"""(?:form|args|request\.values)\.get(?:list)?\(\s*["']([A-Za-z_][\w-]*)["']""")
+_READS = re.compile(
+    r"""(?:form|args|request\.values)\.get(?:list)?\(\s*["']([A-Za-z_][\w-]*)["']"""
+)
 
 
 def names_read_by(view: Any) -> set[str]:
@@ -242,7 +246,7 @@ class Walker:
         shown = f"{method} {path[:120]} {repr(where)[:300] if where else ''}"
         try:
             response = self.client.open(path, method=method, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - in testing mode Flask re-raises what would be a 500
+        except Exception as exc:  # in testing mode Flask re-raises what would be a 500
             self.failures.append(f"{type(exc).__name__}: {str(exc)[:200]} <- {shown}")
             return 500
         if response.status_code >= 500:
@@ -263,13 +267,13 @@ class Walker:
         combos = itertools.product(*(self.seeded.good(n) for n in names))
         return [_path(rule, dict(zip(names, combo, strict=True))) for combo in combos]
 
-    def reaching(self, rule: Rule, method: str, base: MultiDict[str, str]) -> tuple[str, dict[str, str]]:
+    def reaching(
+        self, rule: Rule, method: str, base: MultiDict[str, str]
+    ) -> tuple[str, dict[str, str]]:
         """The first real path whose plain request is not a 404, and its variables."""
         names = sorted(rule.arguments)
         first: tuple[str, dict[str, str]] | None = None
-        for combo in itertools.islice(
-            itertools.product(*(self.seeded.good(n) for n in names)), 40
-        ):
+        for combo in itertools.islice(itertools.product(*(self.seeded.good(n) for n in names)), 40):
             values = dict(zip(names, combo, strict=True))
             path = _path(rule, values)
             first = first or (path, values)
@@ -349,7 +353,7 @@ class Walker:
 def _matches(app: Flask, rule: Rule, action: str) -> bool:
     try:
         endpoint, _ = app.url_map.bind("localhost").match(action, method="POST")
-    except Exception:  # noqa: BLE001 - werkzeug signals "no match" with several exceptions
+    except Exception:  # werkzeug signals "no match" with several exceptions
         return False
     return bool(endpoint == rule.endpoint)
 
