@@ -14,7 +14,7 @@ import click
 from sqlalchemy.orm import Session
 
 from service import deliveries, editions, newsletters, scheduling, sending
-from service.cli.context import CliContext
+from service.cli.context import ID, CliContext
 from service.models import Edition
 
 pass_context = click.make_pass_decorator(CliContext)
@@ -55,7 +55,7 @@ def load_command(ctx: CliContext, path: Path, slug: str) -> None:
 
 
 @editions_group.command("show")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @pass_context
 def show_command(ctx: CliContext, edition_id: int) -> None:
     """Print an edition as JSON (the format `load` reads)."""
@@ -68,7 +68,7 @@ def show_command(ctx: CliContext, edition_id: int) -> None:
 
 
 @editions_group.command("render")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @click.option("--text", "as_text", is_flag=True, help="Print the text part instead of HTML.")
 @pass_context
 def render_command(ctx: CliContext, edition_id: int, as_text: bool) -> None:
@@ -96,7 +96,7 @@ def parse_draft_command(path: Path, language: str) -> None:
 
 
 @click.command("send")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @click.option("--wait", is_flag=True, help="Show progress until the edition has gone out.")
 @click.option("--timeout", type=float, default=3600.0, help="Give up waiting after this long.")
 @pass_context
@@ -186,7 +186,7 @@ def _local(edition: Edition, moment: datetime) -> str:
 
 
 @editions_group.command("schedule")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @click.option(
     "--at",
     "at",
@@ -217,7 +217,7 @@ def schedule_command(ctx: CliContext, edition_id: int, at: str | None, next_slot
 
 
 @editions_group.command("unschedule")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @pass_context
 def unschedule_command(ctx: CliContext, edition_id: int) -> None:
     """Take a scheduled edition back to draft."""
@@ -231,7 +231,7 @@ def unschedule_command(ctx: CliContext, edition_id: int) -> None:
 
 
 @editions_group.command("pause")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @pass_context
 def pause_command(ctx: CliContext, edition_id: int) -> None:
     """Pause a send; messages in flight finish, the rest waits for `resume`."""
@@ -246,7 +246,7 @@ def pause_command(ctx: CliContext, edition_id: int) -> None:
 
 
 @editions_group.command("resume")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @click.option("--wait", is_flag=True, help="Show progress until the edition has gone out.")
 @click.option("--timeout", type=float, default=3600.0, help="Give up waiting after this long.")
 @pass_context
@@ -269,7 +269,7 @@ def resume_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float)
 
 
 @editions_group.command("cancel")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @pass_context
 def cancel_command(ctx: CliContext, edition_id: int) -> None:
     """Cancel a send (or a schedule) for good: nothing more goes out."""

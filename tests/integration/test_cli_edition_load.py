@@ -86,3 +86,14 @@ def test_the_sample_still_loads(hebdo: CliRunner, tmp_path: Path) -> None:
     result = load(hebdo, tmp_path, (ROOT / "service/sample/edition_en.json").read_text("utf-8"))
     assert result.exit_code == 0, result.output
     assert "loaded edition 1" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["show", "render", "schedule", "pause", "cancel"])
+@pytest.mark.parametrize("number", ["99999999999999999999", "2147483648", "-1", "²"])
+def test_an_edition_id_past_the_column_is_a_usage_error(
+    hebdo: CliRunner, command: str, number: str
+) -> None:
+    result = hebdo.invoke(cli, ["editions", command, "--", number])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "EDITION_ID" in result.stderr
