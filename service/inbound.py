@@ -32,6 +32,7 @@ from service.models import (
     SubscriberStatus,
     SuppressionReason,
 )
+from service.numbers import int_or_none
 
 Kind = Literal["hard_bounce", "soft_bounce", "complaint", "unsubscribe", "ignored"]
 
@@ -121,7 +122,7 @@ def _bounce(session: Session, ref: tracking.DeliveryRef, report: Message) -> Inb
         if action == "failed" and status is not None and status[0] == 5:
             reply = diagnostic.partition(";")[2].strip()
             code = reply.split(" ", 1)[0]
-            if mailbox_is_bad(status, int(code) if code.isdigit() else None):
+            if mailbox_is_bad(status, int_or_none(code, maximum=999)):
                 email_address = session.scalar(
                     select(Delivery.email).where(Delivery.id == ref.delivery_id)
                 )

@@ -14,7 +14,7 @@ import click
 from sqlalchemy.orm import Session
 
 from service import deliveries, editions, newsletters, scheduling, sending
-from service.cli.context import CliContext
+from service.cli.context import ID, CliContext
 from service.models import Edition
 
 pass_context = click.make_pass_decorator(CliContext)
@@ -30,15 +30,24 @@ def editions_group() -> None:
 @click.option("--newsletter", "slug", required=True)
 @pass_context
 def load_command(ctx: CliContext, path: Path, slug: str) -> None:
-    """Create a draft edition from an edition JSON file."""
+    """Create a draft edition from an edition JSON file.
+
+    A file that breaks the edition's rules exits with status 2 and one line per bad
+    field on stderr ("path: items[2].title: required").
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise click.ClickException(f"{path}: not valid JSON ({exc})") from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and numbers past int's digit limit.
+        raise click.ClickException(f"{path}: not valid JSON ({str(exc)[:200]})") from exc
     with ctx.transaction() as session:
         try:
             newsletter = newsletters.get_by_slug(session, slug)
             edition = editions.create(session, newsletter, data)
+        except editions.EditionInvalid as exc:
+            for where, reason in exc.problems:
+                click.echo(f"{path}: {where}: {reason}" if where else f"{path}: {reason}", err=True)
+            raise click.exceptions.Exit(2) from exc
         except (newsletters.UnknownNewsletter, editions.EditionError) as exc:
             raise click.ClickException(f"{path}: {exc}") from exc
         count = len(edition.items)
@@ -46,7 +55,7 @@ def load_command(ctx: CliContext, path: Path, slug: str) -> None:
 
 
 @editions_group.command("show")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @pass_context
 def show_command(ctx: CliContext, edition_id: int) -> None:
     """Print an edition as JSON (the format `load` reads)."""
@@ -59,7 +68,7 @@ def show_command(ctx: CliContext, edition_id: int) -> None:
 
 
 @editions_group.command("render")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @click.option("--text", "as_text", is_flag=True, help="Print the text part instead of HTML.")
 @pass_context
 def render_command(ctx: CliContext, edition_id: int, as_text: bool) -> None:
@@ -87,7 +96,7 @@ def parse_draft_command(path: Path, language: str) -> None:
 
 
 @click.command("send")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @click.option("--wait", is_flag=True, help="Show progress until the edition has gone out.")
 @click.option("--timeout", type=float, default=3600.0, help="Give up waiting after this long.")
 @pass_context
@@ -177,7 +186,7 @@ def _local(edition: Edition, moment: datetime) -> str:
 
 
 @editions_group.command("schedule")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @click.option(
     "--at",
     "at",
@@ -208,7 +217,7 @@ def schedule_command(ctx: CliContext, edition_id: int, at: str | None, next_slot
 
 
 @editions_group.command("unschedule")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @pass_context
 def unschedule_command(ctx: CliContext, edition_id: int) -> None:
     """Take a scheduled edition back to draft."""
@@ -222,7 +231,7 @@ def unschedule_command(ctx: CliContext, edition_id: int) -> None:
 
 
 @editions_group.command("pause")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @pass_context
 def pause_command(ctx: CliContext, edition_id: int) -> None:
     """Pause a send; messages in flight finish, the rest waits for `resume`."""
@@ -237,7 +246,7 @@ def pause_command(ctx: CliContext, edition_id: int) -> None:
 
 
 @editions_group.command("resume")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @click.option("--wait", is_flag=True, help="Show progress until the edition has gone out.")
 @click.option("--timeout", type=float, default=3600.0, help="Give up waiting after this long.")
 @pass_context
@@ -260,7 +269,7 @@ def resume_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float)
 
 
 @editions_group.command("cancel")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @pass_context
 def cancel_command(ctx: CliContext, edition_id: int) -> None:
     """Cancel a send (or a schedule) for good: nothing more goes out."""

@@ -734,6 +734,10 @@ _FR: Mapping[str, str] = MappingProxyType(
             "Ce nom contient un caractère qui ne peut pas être enregistré (un NUL). "
             "Rien n'a été modifié."
         ),
+        # Issue 9, no 5xx from input (no5xx).
+        "A NUL character is not allowed in a web address or a form field.": (
+            "Un caractère NUL n'est accepté ni dans une adresse web ni dans un champ de formulaire."
+        ),
     }
 )
 # Counted messages (`ngettext`): the English singular and plural, then the French ones.

@@ -25,6 +25,7 @@ from service.addresses import InvalidAddress
 from service.app import csrf
 from service.mail.transport import SmtpTransport
 from service.models import Newsletter, Subscription, SubscriptionStatus, utcnow
+from service.numbers import int_or_none
 from service.text import UnusableText
 from service.web.deps import db, settings
 from service.web.i18n import translator
@@ -310,7 +311,7 @@ def preferences_save(token: str) -> Page | BaseResponse:
         )
     except UnusableText:
         return _back(token, "name_invalid")
-    wanted = {int(v) for v in request.form.getlist("newsletter") if v.isdigit()}
+    wanted = {n for v in request.form.getlist("newsletter") if (n := int_or_none(v)) is not None}
     results = preferences.choose(
         session,
         subscriber,
@@ -335,10 +336,10 @@ def preferences_pause(token: str) -> Page | BaseResponse:
         preferences.resume(session, reader.subscriber)
         session.commit()
         return _back(token, "resumed")
-    weeks = request.form.get("weeks", "")
-    if not weeks.isdigit() or int(weeks) not in PAUSE_CHOICES:
+    weeks = int_or_none(request.form.get("weeks"))
+    if weeks not in PAUSE_CHOICES:
         return _back(token, "pause_invalid")
-    preferences.pause(session, reader.subscriber, int(weeks))
+    preferences.pause(session, reader.subscriber, weeks)
     session.commit()
     return _back(token, "paused")
 
@@ -351,10 +352,10 @@ def preferences_unsubscribe(token: str) -> Page | BaseResponse:
         return _not_found()
     session = db()
     reason = request.form.get("reason", "")
-    target = request.form.get("newsletter", "all")
-    if target.isdigit():
+    target = int_or_none(request.form.get("newsletter", "all"))
+    if target is not None:
         try:
-            preferences.leave(session, reader.subscriber, int(target), reason=reason)
+            preferences.leave(session, reader.subscriber, target, reason=reason)
         except LookupError:
             return _back(token, "nothing_to_do")
     else:

@@ -38,6 +38,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from service import confirmations, exports, imports, newsletters, signup, subscribers
 from service.imports import ImportProgress, ImportReport
 from service.models import Newsletter, Subscriber, SubscriberStatus, SubscriptionStatus, utcnow
+from service.numbers import int_or_none
 from service.subscribers import SubscriberFilter
 from service.web.deps import db, editor_required, settings
 from service.web.i18n import _, ngettext
@@ -99,8 +100,7 @@ def _list_url(view: View) -> str:
 
 
 def _cursor(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
+    return int_or_none(request.args.get(name))
 
 
 @blueprint.get("/")
@@ -192,7 +192,7 @@ def bulk() -> str | BaseResponse:
         target = view.filter
         ids: list[int] = []
     else:
-        ids = sorted({int(value) for value in form.getlist("id") if value.isdigit()})
+        ids = sorted({n for value in form.getlist("id") if (n := int_or_none(value)) is not None})
         target = ids
         if not ids:
             flash(_("Select at least one subscriber, or choose “all matching”."), "error")
