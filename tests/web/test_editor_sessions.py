@@ -111,6 +111,11 @@ HOSTILE_NEXT = [
 def test_next_that_is_not_a_same_site_path_goes_home(
     client: FlaskClient, accounts: None, target: str
 ) -> None:
+    if "%00" in target:
+        # Every door refuses a NUL in the address before the login sees it.
+        assert client.get(f"/login?next={target}").status_code == 400
+        assert _post_login(client, query=f"?next={target}")[0] == 400
+        return
     assert client.get(f"/login?next={target}").status_code == 200
     status, _, headers = _post_login(client, query=f"?next={target}")
     assert status == 302
@@ -425,7 +430,9 @@ def test_no_hsts_and_no_secure_cookie_over_plain_http(client: FlaskClient) -> No
 def test_odd_credentials_are_a_plain_refusal(
     backend: str, client: FlaskClient, accounts: None, email: str, password: str
 ) -> None:
-    assert _post_login(client, email, password)[0] == 401
+    # A NUL is refused by every door (400) before the login sees it; the rest is a 401.
+    expected = 400 if "\x00" in email + password else 401
+    assert _post_login(client, email, password)[0] == expected
 
 
 def test_an_odd_user_agent_is_recorded_cleaned(
