@@ -663,6 +663,19 @@ _FR: Mapping[str, str] = MappingProxyType(
             "Indiquez où ces lecteurs ont déjà donné leur consentement (le motif est enregistré)."
         ),
         "choose a newsletter to export": "choisissez une lettre à exporter",
+        # Issue 9, send loop (sendloop): failed deliveries, exact pause and cancel.
+        "Paused: {sent} sent, {left} left.": "En pause : {sent} envoyés, {left} restants.",
+        "Cancelled: {cancelled} will not go out, {sent} sent.": (
+            "Annulée : {cancelled} ne partiront pas, {sent} envoyés."
+        ),
+        "Still being handed to the relay: {n}. The counts may still move by that many.": (
+            "Encore en cours de remise au relais : {n}. "
+            "Les chiffres peuvent encore bouger d'autant."
+        ),
+        "Failed deliveries": "Envois en échec",
+        "The first {shown} of {count}; `hebdo editions failures {id}` lists them all.": (
+            "Les {shown} premiers sur {count} ; `hebdo editions failures {id}` les liste tous."
+        ),
     }
 )
 # Counted messages (`ngettext`): the English singular and plural, then the French ones.
