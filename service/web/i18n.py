@@ -303,7 +303,6 @@ _FR: Mapping[str, str] = MappingProxyType(
         "Give a date and a time.": "Indiquez une date et une heure.",
         "Scheduled for {when}.": "Programmée pour le {when}.",
         "Back to draft.": "Revenue à l'état de brouillon.",
-        "Paused.": "En pause.",
         # Statuses, event kinds and suppression reasons (i18n.status_label).
         "draft": "brouillon",
         "scheduled": "programmée",
