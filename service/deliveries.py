@@ -223,21 +223,6 @@ def give_up(session: Session, expired: typing.Any, max_comebacks: int) -> int:
     return affected_rows(result)
 
 
-def still_ours(session: Session, delivery_ids: list[int], worker: str) -> set[int]:
-    """The rows of this list that this worker still holds (not cancelled meanwhile)."""
-    if not delivery_ids:
-        return set()
-    return set(
-        session.scalars(
-            select(Delivery.id).where(
-                Delivery.id.in_(delivery_ids),
-                Delivery.status == DeliveryStatus.SENDING,
-                Delivery.claimed_by == worker,
-            )
-        )
-    )
-
-
 def _owned(delivery_id: int, worker: str):  # type: ignore[no-untyped-def]
     return and_(
         Delivery.id == delivery_id,

@@ -253,9 +253,11 @@ class _Gate:
 
     def close(self) -> None:
         """Give the connection back to the pool as the pool lent it."""
-        if self._postgres:
-            self._driver.autocommit = False
-        self._raw.close()
+        try:
+            if self._postgres and not self._driver.closed:
+                self._driver.autocommit = False
+        finally:
+            self._raw.close()
 
 
 _SENDING = EditionStatus.SENDING.value
