@@ -153,6 +153,12 @@ def wait_for_delivery(ctx: CliContext, edition_id: int, *, timeout: float) -> in
         sys.stderr.flush()
         if status in ("sent", "cancelled") or (status == "paused" and edition.resume_at is None):
             sys.stderr.write("\n")
+            if progress.failed:
+                # Said on stdout too: a failed delivery is a result, not progress noise.
+                click.echo(
+                    f"{progress.failed} deliveries failed; see their reasons with "
+                    f"`hebdo editions failures {edition_id}` or on the edition page"
+                )
             if status == "paused":
                 raise click.ClickException(
                     f"edition {edition_id} is paused: {edition.status_detail}"
@@ -183,6 +189,27 @@ def _local(edition: Edition, moment: datetime) -> str:
     """A UTC time as the newsletter's readers see it, with the UTC time beside it."""
     local = moment.astimezone(ZoneInfo(edition.newsletter.timezone))
     return f"{local:%a %Y-%m-%d %H:%M} {edition.newsletter.timezone} ({moment:%Y-%m-%d %H:%M}Z)"
+
+
+@editions_group.command("failures")
+@click.argument("edition_id", type=int)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@pass_context
+def failures_command(ctx: CliContext, edition_id: int, limit: int) -> None:
+    """List the deliveries of an edition that failed, with their reasons."""
+    with ctx.sessions() as session:
+        _edition(session, edition_id)
+        count, failed = deliveries.failures(session, edition_id, limit=limit)
+    for failure in failed:
+        address = _printable(failure.email[:200])
+        click.echo(f"{failure.delivery_id}\t{address}\t{_printable(failure.reason)}")
+    more = f" (showing {len(failed)})" if count > len(failed) else ""
+    click.echo(f"{count} failed deliveries{more}")
+
+
+def _printable(text: str) -> str:
+    """Control characters shown escaped: legacy rows may hold any (that may be why they failed)."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 @editions_group.command("schedule")
@@ -241,8 +268,14 @@ def pause_command(ctx: CliContext, edition_id: int) -> None:
             sending.pause(session, edition)
         except deliveries.SendError as exc:
             raise click.ClickException(str(exc)) from exc
-        left = deliveries.progress(session, edition.id).remaining
-    click.echo(f"paused edition {edition.number} (id {edition_id}) with {left} messages left")
+    # After the commit: the messages already handed to the relay finish, then we count.
+    settled = sending.settle(ctx.sessions, edition_id)
+    left = settled.progress.remaining
+    click.echo(
+        f"paused edition {edition.number} (id {edition_id}) with {left} messages left, "
+        f"{settled.progress.sent} sent"
+    )
+    _still_held(settled)
 
 
 @editions_group.command("resume")
@@ -276,11 +309,25 @@ def cancel_command(ctx: CliContext, edition_id: int) -> None:
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            cancelled = sending.cancel(session, edition)
+            sending.cancel(session, edition)
         except deliveries.SendError as exc:
             raise click.ClickException(str(exc)) from exc
-        sent = deliveries.progress(session, edition.id).sent
+    # After the commit: a message already handed to the relay may still be taken (it
+    # then counts as sent); wait for those, so the numbers below are the final ones.
+    settled = sending.settle(ctx.sessions, edition_id)
+    progress = settled.progress
+    failed = f", {progress.failed} failed" if progress.failed else ""
     click.echo(
-        f"cancelled edition {edition.number} (id {edition_id}): {cancelled} messages will not "
-        f"go out, {sent} already sent"
+        f"cancelled edition {edition.number} (id {edition_id}): {progress.cancelled} messages "
+        f"will not go out, {progress.sent} already sent{failed}"
     )
+    _still_held(settled)
+
+
+def _still_held(settled: sending.Settled) -> None:
+    if settled.in_flight:
+        click.echo(
+            f"{settled.in_flight} messages were still held by a worker; the counts may "
+            "still move by that many",
+            err=True,
+        )

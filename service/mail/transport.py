@@ -186,6 +186,10 @@ class SmtpTransport:
             raise TemporaryFailure(f"connection lost: {exc}", stage="mail") from exc
 
     def _transact(self, client: smtplib.SMTP, mail_from: str, rcpt_to: str, data: bytes) -> None:
+        if not _PLAIN_ADDRESS.fullmatch(rcpt_to) and smtplib.quoteaddr(rcpt_to) != f"<{rcpt_to}>":
+            # smtplib would parse it and send to what it finds ("not an address" → <not>):
+            # another mailbox than the row names. Refused before the transaction starts.
+            raise PermanentFailure(f"not a valid address: {rcpt_to!r}", stage="rcpt")
         options = [f"SIZE={len(data)}"] if client.has_extn("size") else []
         if not (mail_from.isascii() and rcpt_to.isascii()):
             if not client.has_extn("smtputf8"):

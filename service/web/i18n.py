@@ -303,7 +303,6 @@ _FR: Mapping[str, str] = MappingProxyType(
         "Give a date and a time.": "Indiquez une date et une heure.",
         "Scheduled for {when}.": "Programmée pour le {when}.",
         "Back to draft.": "Revenue à l'état de brouillon.",
-        "Paused.": "En pause.",
         # Statuses, event kinds and suppression reasons (i18n.status_label).
         "draft": "brouillon",
         "scheduled": "programmée",
@@ -737,6 +736,19 @@ _FR: Mapping[str, str] = MappingProxyType(
         # Issue 9, no 5xx from input (no5xx).
         "A NUL character is not allowed in a web address or a form field.": (
             "Un caractère NUL n'est accepté ni dans une adresse web ni dans un champ de formulaire."
+        ),
+        # Issue 9, send loop (sendloop): failed deliveries, exact pause and cancel.
+        "Paused: {sent} sent, {left} left.": "En pause : {sent} envoyés, {left} restants.",
+        "Cancelled: {cancelled} will not go out, {sent} sent.": (
+            "Annulée : {cancelled} ne partiront pas, {sent} envoyés."
+        ),
+        "Still being handed to the relay: {n}. The counts may still move by that many.": (
+            "Encore en cours de remise au relais : {n}. "
+            "Les chiffres peuvent encore bouger d'autant."
+        ),
+        "Failed deliveries": "Envois en échec",
+        "The first {shown} of {count}; `hebdo editions failures {id}` lists them all.": (
+            "Les {shown} premiers sur {count} ; `hebdo editions failures {id}` les liste tous."
         ),
     }
 )

@@ -100,6 +100,9 @@ class _RecordingHandler:
     async def handle_DATA(  # noqa: N802 (aiosmtpd looks hooks up by this name)
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
+        if self._owner.data_delay:
+            # A slow relay: the message is taken only after this long (other sessions go on).
+            await asyncio.sleep(self._owner.data_delay)
         hang_up, keep = self._owner._take_hang_up()
         if not hang_up or keep:
             peer = session.peer
@@ -141,6 +144,8 @@ class RecordingSmtpServer:
         self.recipient_responses: dict[str, str] = dict(recipient_responses or {})
         # A reply given to every MAIL FROM instead of accepting it (a relay refusing our sender).
         self.sender_response: str | None = None
+        # Seconds each DATA takes before the message is accepted (a slow relay).
+        self.data_delay = 0.0
         self._lock = threading.Condition()
         self._messages: list[RecordedMessage] = []
         self._temporary_failures: dict[str, list[str]] = {}
