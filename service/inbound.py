@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import subscriptions, tokens, tracking
-from service.mail.mime import BOUNCE_PURPOSE, DELIVERY_PURPOSE
+from service.mail.mime import BOUNCE_PURPOSE, DELIVERY_PURPOSE, UNSUBSCRIBE_PURPOSE
 from service.mail.transport import enhanced_status, mailbox_is_bad
 from service.models import (
     Delivery,
@@ -57,9 +57,10 @@ def process_message(
     if target is None:
         return InboundResult("ignored", None, "not addressed to bounces+ or unsubscribe+")
     prefix, token = target
-    purpose = BOUNCE_PURPOSE if prefix == "bounces" else DELIVERY_PURPOSE
+    # The mailto takes the unsubscribe token (or the legacy delivery token of older mail).
+    purposes = (BOUNCE_PURPOSE,) if prefix == "bounces" else (UNSUBSCRIBE_PURPOSE, DELIVERY_PURPOSE)
     try:
-        (delivery_id,) = tokens.verify(secret, purpose, token, 1)
+        (delivery_id,) = tokens.verify_any(secret, purposes, token, 1)
     except tokens.BadToken as exc:
         return InboundResult("ignored", None, f"{prefix}+ address with a bad token ({exc})")
     try:

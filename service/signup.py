@@ -13,6 +13,7 @@ one at a time through the transport the caller hands in, after its commit.
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,7 +50,11 @@ log = logging.getLogger(__name__)
 
 CONFIRM_PURPOSE = "confirm"  # the token in a confirmation link: (subscription id, issued at)
 PREFS_PURPOSE = "prefs"  # a subscriber-scoped preference-centre token, for notices
+# Links mailed on request from the preference centre: (subscriber id, address tag, issued at).
+EXPORT_PURPOSE = "export"  # downloads everything held about the reader
+ERASE_PURPOSE = "erase"  # opens the page that erases the reader
 CONFIRM_MAX_AGE = timedelta(days=7)
+DATA_LINK_MAX_AGE = timedelta(hours=24)
 RESEND_AFTER = timedelta(minutes=5)
 SIGNUPS_PER_IP_PER_HOUR = 10
 LANGUAGES = ("fr", "en")
@@ -68,6 +73,14 @@ class Notice(enum.Enum):
 
     CONFIRM = "confirm-subscription"
     ALREADY_SUBSCRIBED = "already-subscribed"
+    DATA_EXPORT = "data-export"
+    DATA_ERASE = "data-erase"
+
+
+# The notices that answer a signup: they take the subscription's resend slot.
+_SIGNUP_NOTICES = (Notice.CONFIRM, Notice.ALREADY_SUBSCRIBED)
+# The notices that carry a link to the reader's data, and that link's purpose.
+DATA_NOTICES = {Notice.DATA_EXPORT: EXPORT_PURPOSE, Notice.DATA_ERASE: ERASE_PURPOSE}
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,29 @@ def confirmation_token(secret: str, subscription_id: int, now: datetime | None =
 def preferences_token(secret: str, subscriber_id: int) -> str:
     """A preference-centre token naming the subscriber (for links outside an edition)."""
     return tokens.sign(secret, PREFS_PURPOSE, subscriber_id)
+
+
+def address_tag(email: str) -> int:
+    """64 bits of the address's digest: a data link works only while the address is the same.
+
+    A data link names a subscriber id; with the address bound in, a link outlives
+    neither a change of address nor the erasure of the person whose id a later
+    signup may take again.
+    """
+    return int.from_bytes(hashlib.sha256(email.encode()).digest()[:8], "big")
+
+
+def data_link_token(
+    secret: str, purpose: str, subscriber_id: int, email: str, issued: int | None = None
+) -> str:
+    """A link to the reader's data (EXPORT_PURPOSE or ERASE_PURPOSE), valid DATA_LINK_MAX_AGE.
+
+    `issued` (epoch seconds) is for tests; links are minted with the current time.
+    """
+    tag = address_tag(email)
+    if issued is None:
+        return tokens.sign_expiring(secret, purpose, subscriber_id, tag)
+    return tokens.sign(secret, purpose, subscriber_id, tag, issued)
 
 
 def _is_suppressed(
@@ -288,11 +324,28 @@ def render_notice(templates_path: Path, notice: Notice, context: dict[str, Any])
 
 
 def notice_context(
-    subscription: Subscription, settings: Settings, now: datetime | None = None
+    subscription: Subscription,
+    settings: Settings,
+    now: datetime | None = None,
+    notice: Notice | None = None,
 ) -> dict[str, Any]:
     """The template context of a notice about this subscription."""
     newsletter, subscriber = subscription.newsletter, subscription.subscriber
     base = settings.base_url
+    urls = {
+        "confirm": f"{base}/n/{newsletter.slug}/confirm/"
+        + confirmation_token(settings.secret_key, subscription.id, now),
+        "preferences": f"{base}/p/" + preferences_token(settings.secret_key, subscriber.id),
+        "signup": f"{base}/n/{newsletter.slug}/subscribe",
+    }
+    purpose = DATA_NOTICES.get(notice) if notice is not None else None
+    if purpose is not None:  # only the notice that carries a data link gets one minted
+        issued = int(now.timestamp()) if now is not None else None
+        token = data_link_token(
+            settings.secret_key, purpose, subscriber.id, subscriber.email, issued
+        )
+        action = "export.json" if purpose == EXPORT_PURPOSE else "erase"
+        urls["data"] = f"{base}/d/{token}/{action}"
     return {
         "lang": newsletter.language,
         "newsletter": {
@@ -300,14 +353,10 @@ def notice_context(
             "sender_name": newsletter.sender_name,
             "postal_address": newsletter.postal_address,
         },
-        "subscriber": {"name": subscriber.name},
-        "urls": {
-            "confirm": f"{base}/n/{newsletter.slug}/confirm/"
-            + confirmation_token(settings.secret_key, subscription.id, now),
-            "preferences": f"{base}/p/" + preferences_token(settings.secret_key, subscriber.id),
-            "signup": f"{base}/n/{newsletter.slug}/subscribe",
-        },
+        "subscriber": {"name": subscriber.name, "email": subscriber.email},
+        "urls": urls,
         "expires_days": CONFIRM_MAX_AGE.days,
+        "data_link_hours": int(DATA_LINK_MAX_AGE.total_seconds() // 3600),
     }
 
 
@@ -318,7 +367,7 @@ def build_message(
     now = now or utcnow()
     newsletter, subscriber = subscription.newsletter, subscription.subscriber
     rendered = render_notice(
-        settings.email_templates_path, notice, notice_context(subscription, settings, now)
+        settings.email_templates_path, notice, notice_context(subscription, settings, now, notice)
     )
     sender = for_sending(newsletter.sender_email)
     message = EmailMessage()
@@ -349,7 +398,9 @@ def send_notice(
     """Mail a notice now; on failure log it and free the resend slot (the reader may retry).
 
     The signup itself is already committed by the caller, so a relay outage
-    loses nothing: the reader asks again and gets a new link.
+    loses nothing: the reader asks again and gets a new link. Only the notices
+    that answer a signup take or free the resend slot; a data link is limited
+    by the preference centre (service.preferences.request_data_link).
     """
     now = now or utcnow()
     try:
@@ -363,11 +414,13 @@ def send_notice(
         )
     except (DeliveryError, ValueError) as exc:  # ValueError: data stored before the text rule
         log.warning("%s for subscription %s not sent: %s", notice.value, subscription.id, exc)
-        subscription.confirmation_sent_at = None
-        session.flush()
+        if notice in _SIGNUP_NOTICES:
+            subscription.confirmation_sent_at = None
+            session.flush()
         return False
-    subscription.confirmation_sent_at = now
-    session.flush()
+    if notice in _SIGNUP_NOTICES:
+        subscription.confirmation_sent_at = now
+        session.flush()
     return True
 
 

@@ -117,7 +117,6 @@ _FR: Mapping[str, str] = MappingProxyType(
             "Téléchargez tout ce que nous conservons sur vous : vos informations, la trace "
             "de vos consentements, les éditions envoyées et ce qu'il en est advenu."
         ),
-        "Download my data (JSON)": "Télécharger mes données (JSON)",
         "Email address": "Adresse e-mail",
         "Erase my data": "Effacer mes données",
         "Every email has a link to change your preferences or leave in one click.": (
@@ -749,6 +748,26 @@ _FR: Mapping[str, str] = MappingProxyType(
         "Failed deliveries": "Envois en échec",
         "The first {shown} of {count}; `hebdo editions failures {id}` lists them all.": (
             "Les {shown} premiers sur {count} ; `hebdo editions failures {id}` les liste tous."
+        ),
+        # Tokens by purpose (issue 9, part 5): the reader's data opens from a mailed link.
+        "Email me my data": "M'envoyer mes données par e-mail",
+        "To keep your data safe, we send the link to {email}; it works for 24 hours.": (
+            "Pour protéger vos données, nous envoyons le lien à {email} ; "
+            "il reste valable 24 heures."
+        ),
+        "We sent a link to {email}. It works for 24 hours.": (
+            "Nous avons envoyé un lien à {email}. Il reste valable 24 heures."
+        ),
+        "We could not send the email just now. Try again in a few minutes.": (
+            "Nous n'avons pas pu envoyer l'e-mail pour l'instant. Réessayez dans quelques minutes."
+        ),
+        "You asked several times already. Try again in an hour.": (
+            "Vous avez déjà fait plusieurs demandes. Réessayez dans une heure."
+        ),
+        "Links to your data work for 24 hours. Ask for a new one from the preference "
+        "link at the bottom of any of our emails.": (
+            "Les liens vers vos données restent valables 24 heures. Demandez-en un nouveau "
+            "depuis le lien « Gérer mes préférences » en bas de nos e-mails."
         ),
     }
 )

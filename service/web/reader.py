@@ -1,7 +1,9 @@
 """Reader pages: signup with double opt-in, confirmation, and the preference centre.
 
 Readers have no account: the signup form is public and rate-limited per IP,
-the confirmation link and the preference link are signed tokens. Every form
+the confirmation link and the preference link are signed tokens. The reader's
+data (export, erasure) opens only from a fresh link mailed on request to their
+own address (/d/<token>/…), never from the preference link. Every form
 here carries a CSRF token except the embeddable signup form (see
 `subscribe_embed`). Views parse input, call one operation in service.signup or
 service.preferences, commit, then mail any notice and answer.
@@ -24,7 +26,7 @@ from service import newsletters, preferences, ratelimit, signup
 from service.addresses import InvalidAddress
 from service.app import csrf
 from service.mail.transport import SmtpTransport
-from service.models import Newsletter, Subscription, SubscriptionStatus, utcnow
+from service.models import Newsletter, Subscriber, Subscription, SubscriptionStatus, utcnow
 from service.numbers import int_or_none
 from service.text import UnusableText
 from service.web.deps import db, settings
@@ -71,12 +73,16 @@ def _not_found(lang: str = "fr") -> Page:
 
 def _send(result: signup.SignupResult) -> None:
     """Mail the notice a signup calls for, after its commit; failures are logged only."""
-    if result.notice is None:
-        return
+    if result.notice is not None:
+        _mail(result.subscription_id, result.notice)
+
+
+def _mail(subscription_id: int, notice: signup.Notice) -> bool:
+    """Mail a notice about this subscription now, after the commit; whether it went."""
     session = db()
-    subscription = session.get(Subscription, result.subscription_id)
+    subscription = session.get(Subscription, subscription_id)
     if subscription is None:
-        return
+        return False
     config = settings()
     # A short timeout: the visitor is waiting, and a failure loses nothing (see send_notice).
     relays = tuple(
@@ -84,8 +90,9 @@ def _send(result: signup.SignupResult) -> None:
         for r in config.smtp_relays
     )
     with SmtpTransport(relays) as transport:
-        signup.send_notice(session, subscription, result.notice, config, transport)
+        sent = signup.send_notice(session, subscription, notice, config, transport)
     session.commit()
+    return sent
 
 
 # --- Signup ---------------------------------------------------------------------------
@@ -386,13 +393,48 @@ def preferences_resubscribe(token: str, newsletter_id: int) -> Page | BaseRespon
     return _back(token, "saved_confirm")
 
 
-@blueprint.get("/p/<token>/export.json")
-def preferences_export(token: str) -> Page | Response:
-    """Download everything held about the reader, as JSON."""
+@blueprint.post("/p/<token>/data")
+def preferences_data(token: str) -> Page | BaseResponse:
+    """Mail the reader a link to download or erase their data; the link alone acts."""
     reader = _reader(token)
     if reader is None:
         return _not_found()
-    data = preferences.export(db(), reader.subscriber)
+    notice = {"export": signup.Notice.DATA_EXPORT, "erase": signup.Notice.DATA_ERASE}.get(
+        request.form.get("action", "")
+    )
+    if notice is None:
+        return _back(token, "nothing_to_do")
+    session = db()
+    try:
+        subscription = preferences.request_data_link(session, reader)
+    except preferences.TooManyDataLinks:
+        session.commit()  # the refused request counts too
+        return _back(token, "data_limited")
+    except LookupError:
+        return _back(token, "nothing_to_do")
+    session.commit()
+    return _back(token, "data_sent" if _mail(subscription.id, notice) else "data_not_sent")
+
+
+# --- The reader's data, from a link mailed to them --------------------------------------
+
+
+def _data_reader(token: str, purpose: str) -> Subscriber | Page:
+    try:
+        return preferences.open_data_link(db(), settings().secret_key, purpose, token)
+    except preferences.DataLinkExpired as expired:
+        return _render("link_error.html", expired.locale, 410, kind="data_expired", newsletter=None)
+    except preferences.UnknownReader:
+        return _not_found()
+
+
+@blueprint.get("/d/<token>/export.json")
+def data_export(token: str) -> Page | Response:
+    """Download everything held about the reader, as JSON."""
+    subscriber = _data_reader(token, signup.EXPORT_PURPOSE)
+    if not isinstance(subscriber, Subscriber):
+        return subscriber
+    data = preferences.export(db(), subscriber)
     day = utcnow().date().isoformat()
     response = Response(
         json.dumps(data, ensure_ascii=False, indent=2) + "\n",
@@ -403,16 +445,22 @@ def preferences_export(token: str) -> Page | Response:
     return response
 
 
-@blueprint.post("/p/<token>/erase")
-def preferences_erase(token: str) -> Page | BaseResponse:
-    """Erase the reader and their personal data, once they ticked the confirmation box."""
-    reader = _reader(token)
-    if reader is None:
-        return _not_found()
-    lang = reader.subscriber.locale
+@blueprint.route("/d/<token>/erase", methods=["GET", "POST"])
+def data_erase(token: str) -> Page:
+    """Ask once more, then erase the reader and their personal data.
+
+    GET only shows the form (link scanners follow GETs); the POST needs the
+    CSRF token and the ticked box.
+    """
+    subscriber = _data_reader(token, signup.ERASE_PURPOSE)
+    if not isinstance(subscriber, Subscriber):
+        return subscriber
+    lang = subscriber.locale
+    if request.method == "GET":
+        return _render("data_erase.html", lang, token=token, subscriber=subscriber, error=False)
     if request.form.get("confirm") != "yes":
-        return _back(token, "erase_unconfirmed")
+        return _render("data_erase.html", lang, 400, token=token, subscriber=subscriber, error=True)
     session = db()
-    preferences.erase(session, reader.subscriber)
+    preferences.erase(session, subscriber)
     session.commit()
     return _render("goodbye.html", lang)
