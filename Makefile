@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 COVERAGE_FLOOR ?= 80
 
 .PHONY: install demo test lint typecheck bench clean \
-	messages messages-extract messages-update messages-compile messages-from-dicts
+	messages messages-extract messages-update messages-compile
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,12 +56,6 @@ messages-update: install
 
 messages-compile: install
 	$(PYBABEL) compile -d $(TRANSLATIONS) -D messages --statistics
-
-## One-off: copy the French of the old dicts (service/web/i18n.py, service/mail/wording.py)
-## into the French .po; idempotent (scripts/dict_to_po.py says more)
-messages-from-dicts: messages-extract
-	$(PY) scripts/dict_to_po.py
-	$(MAKE) messages-compile
 
 clean:
 	rm -rf $(VENV) instance test-artifacts *.egg-info

@@ -15,7 +15,11 @@ csrf = CSRFProtect()
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app for these settings (read from the environment by default)."""
     settings = settings or Settings.from_env()
+    from service.web.converters import BoundedIntConverter
+
     app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
+    # Before any route is added: every <int:…> answers 404 past the database's INTEGER.
+    app.url_map.converters["int"] = BoundedIntConverter
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,

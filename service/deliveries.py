@@ -13,7 +13,19 @@ import typing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -144,23 +156,40 @@ def claim(
     *,
     limit: int,
     lease_seconds: int,
+    max_comebacks: int | None = None,
     now: datetime | None = None,
 ) -> list[Claimed]:
-    """Claim up to `limit` due rows for this worker, taking over expired leases."""
+    """Claim up to `limit` due rows for this worker, taking over expired leases.
+
+    A row whose lease expired was held by a worker that vanished (or hung) while
+    sending it, perhaps because of the row itself. Such rows come back one per
+    claim, so a row that kills its worker takes no innocent row down with it; and
+    one that has come back more than `max_comebacks` times is failed instead of
+    handed out again, so the edition always finishes.
+    """
     now = now or utcnow()
-    due = select(Delivery.id).where(
+    expired = and_(
         Delivery.edition_id == edition_id,
-        or_(
-            and_(
-                Delivery.status == DeliveryStatus.QUEUED,
-                or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-            ),
-            and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_expires_at < now),
-        ),
+        Delivery.status == DeliveryStatus.SENDING,
+        Delivery.lease_expires_at < now,
     )
-    due = due.order_by(Delivery.id).limit(limit)
+    if max_comebacks is not None:
+        give_up(session, expired, max_comebacks)
+    comeback = select(Delivery.id).where(expired).order_by(Delivery.id).limit(1)
+    fresh = (
+        select(Delivery.id)
+        .where(
+            Delivery.edition_id == edition_id,
+            Delivery.status == DeliveryStatus.QUEUED,
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+        )
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+        comeback = comeback.with_for_update(skip_locked=True)
+        fresh = fresh.with_for_update(skip_locked=True)
+    due = comeback if session.scalar(comeback) is not None else fresh
     rows = session.execute(
         update(Delivery)
         .where(Delivery.id.in_(due.scalar_subquery()))
@@ -169,6 +198,7 @@ def claim(
             claimed_by=worker,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             attempts=Delivery.attempts + 1,
+            claims=Delivery.claims + 1,
         )
         .returning(Delivery.id, Delivery.email, Delivery.name, Delivery.attempts)
         .execution_options(synchronize_session=False)
@@ -176,19 +206,21 @@ def claim(
     return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
 
 
-def still_ours(session: Session, delivery_ids: list[int], worker: str) -> set[int]:
-    """The rows of this list that this worker still holds (not cancelled meanwhile)."""
-    if not delivery_ids:
-        return set()
-    return set(
-        session.scalars(
-            select(Delivery.id).where(
-                Delivery.id.in_(delivery_ids),
-                Delivery.status == DeliveryStatus.SENDING,
-                Delivery.claimed_by == worker,
-            )
+def give_up(session: Session, expired: typing.Any, max_comebacks: int) -> int:
+    """Fail the expired-lease rows that already came back `max_comebacks` times."""
+    result = session.execute(
+        update(Delivery)
+        .where(expired, Delivery.claims > max_comebacks)
+        .values(
+            status=DeliveryStatus.FAILED,
+            last_error="gave up after "
+            + cast(Delivery.claims, String)
+            + " claims: the worker sending it stopped before recording an outcome each time",
+            lease_expires_at=None,
         )
+        .execution_options(synchronize_session=False, preserve_rowcount=True)
     )
+    return affected_rows(result)
 
 
 def _owned(delivery_id: int, worker: str):  # type: ignore[no-untyped-def]
@@ -284,30 +316,62 @@ def mark_retry(
             next_attempt_at=(now or utcnow()) + timedelta(seconds=delay),
             lease_expires_at=None,
             claimed_by=None,
+            claims=0,  # an outcome was recorded: the next claim is no comeback
         )
         .execution_options(synchronize_session=False)
     )
     return affected_rows(result) > 0
 
 
-def release(session: Session, delivery_ids: list[int], worker: str) -> None:
-    """Give claimed rows back untouched (the relay is down: they were not tried)."""
+def release(session: Session | Connection, delivery_ids: list[int], worker: str) -> None:
+    """Give claimed rows back untried (paused, relay down, throttled, or cancelled meanwhile).
+
+    Rows still sending go back to the queue as if never claimed; rows cancelled
+    while this worker held them are let go, which tells a waiting cancel that
+    nothing more of them is in flight.
+    """
     if not delivery_ids:
         return
+    held = and_(Delivery.id.in_(delivery_ids), Delivery.claimed_by == worker)
     session.execute(
         update(Delivery)
-        .where(
-            Delivery.id.in_(delivery_ids),
-            Delivery.status == DeliveryStatus.SENDING,
-            Delivery.claimed_by == worker,
-        )
+        .where(held, Delivery.status == DeliveryStatus.SENDING)
         .values(
             status=DeliveryStatus.QUEUED,
             claimed_by=None,
             lease_expires_at=None,
             attempts=Delivery.attempts - 1,
+            claims=Delivery.claims - 1,
         )
         .execution_options(synchronize_session=False)
+    )
+    let_go(session, held)
+
+
+def let_go(session: Session | Connection, held: typing.Any) -> None:
+    """Clear the claim on cancelled rows: no worker will send them any more."""
+    session.execute(
+        update(Delivery)
+        .where(held, Delivery.status == DeliveryStatus.CANCELLED)
+        .values(claimed_by=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def in_flight(session: Session, edition_id: int, now: datetime | None = None) -> int:
+    """Rows a live worker still holds: they may yet go out, or be given back."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.edition_id == edition_id,
+                Delivery.status.in_([DeliveryStatus.SENDING, DeliveryStatus.CANCELLED]),
+                Delivery.claimed_by.is_not(None),
+                Delivery.lease_expires_at >= (now or utcnow()),
+            )
+        )
+        or 0
     )
 
 
@@ -327,6 +391,28 @@ def progress(session: Session, edition_id: int) -> Progress:
         failed=counts.get(DeliveryStatus.FAILED, 0),
         cancelled=counts.get(DeliveryStatus.CANCELLED, 0),
     )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A delivery that will not go out, and why."""
+
+    delivery_id: int
+    email: str
+    reason: str
+
+
+def failures(session: Session, edition_id: int, limit: int = 50) -> tuple[int, list[Failure]]:
+    """How many of the edition's deliveries failed, and the first `limit` of them."""
+    failed = and_(Delivery.edition_id == edition_id, Delivery.status == DeliveryStatus.FAILED)
+    count = int(session.scalar(select(func.count()).select_from(Delivery).where(failed)) or 0)
+    rows = session.execute(
+        select(Delivery.id, Delivery.email, Delivery.last_error)
+        .where(failed)
+        .order_by(Delivery.id)
+        .limit(limit)
+    ).all()
+    return count, [Failure(i, email, reason or "") for i, email, reason in rows]
 
 
 def finish_if_done(session: Session, edition: Edition, now: datetime | None = None) -> bool:

@@ -14,9 +14,8 @@ import random
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,13 +28,11 @@ from service.mail.transport import (
     SmtpTransport,
     TemporaryFailure,
 )
-from service.models import Edition, EditionStatus, utcnow
+from service.models import DeliveryStatus, Edition, EditionStatus, utcnow
 from service.subscriptions import record_hard_bounce
 
 log = logging.getLogger(__name__)
 
-# Re-read row and edition states this often, so an unsubscribe or a pause lands mid-batch.
-RECHECK_EVERY = 20
 # Temporary failures wait about 1, 2, 4, 8 … minutes: greylisting relays ask for
 # a few minutes, so an immediate retry would only spend an attempt.
 RETRY_BASE_SECONDS = 60.0
@@ -156,7 +153,13 @@ def send_pending(
         edition = session.get(Edition, edition_id)
         if edition is None or edition.status != EditionStatus.SENDING:
             return report
-        prepared = prepare_edition(edition, settings)
+        try:
+            prepared = prepare_edition(edition, settings)
+        except Exception as exc:  # the edition itself cannot be built: no row can go
+            log.exception("edition %s: the messages cannot be prepared", edition_id)
+            with session.begin():
+                sending.pause(session, edition, f"paused: {_describe(exc)}")
+            return report
     if connections is not None and not connections.acquire(CONNECTION_PATIENCE_SECONDS):
         report.throttled = True  # every connection slot is busy sending: nothing claimed
         return report
@@ -176,6 +179,7 @@ def send_pending(
                     worker,
                     limit=settings.batch_size,
                     lease_seconds=settings.lease_seconds,
+                    max_comebacks=settings.max_attempts,
                 )
             if not claimed:
                 break
@@ -203,6 +207,63 @@ def send_pending(
     return report
 
 
+class _Gate:
+    """May this worker start one more SMTP transaction for a row? One read by primary keys.
+
+    Asked right before each transaction, so a pause or cancel committed before it
+    stops the send there; only a message already handed to the relay can still go.
+    It runs on its own DBAPI connection in autocommit, outside any transaction: it
+    never takes SQLite's write lock nor leaves a PostgreSQL transaction open, and it
+    skips SQLAlchemy's statement machinery, which would cost more than the read.
+    """
+
+    GO, SKIP, STOP = "go", "skip", "stop"
+    _SQL = (
+        "SELECT e.status, d.status, d.claimed_by FROM edition e"
+        " LEFT JOIN delivery d ON d.id = ? WHERE e.id = ?"
+    )
+
+    def __init__(self, engine: Engine, edition_id: int, worker: str) -> None:
+        self._edition_id = edition_id
+        self._worker = worker
+        self._raw = engine.raw_connection()
+        self._driver: Any = self._raw.driver_connection
+        assert self._driver is not None  # a live connection from the pool
+        self._postgres = engine.dialect.name == "postgresql"
+        self._sql = self._SQL
+        if self._postgres:
+            self._driver.autocommit = True
+            self._sql = self._SQL.replace("?", "%s")
+
+    def check(self, delivery_id: int) -> str:
+        """GO: send it; SKIP: this row is no longer ours; STOP: the edition stopped sending."""
+        params = (delivery_id, self._edition_id)
+        # A server-side prepared statement on PostgreSQL: one round trip, no parsing.
+        cursor = (
+            self._driver.execute(self._sql, params, prepare=True)
+            if self._postgres
+            else self._driver.execute(self._sql, params)
+        )
+        found = cursor.fetchone()
+        if found is None or found[0] != _SENDING:
+            return self.STOP
+        if found[1] != _SENDING or found[2] != self._worker:
+            return self.SKIP  # cancelled for this reader, or taken over after a lease expired
+        return self.GO
+
+    def close(self) -> None:
+        """Give the connection back to the pool as the pool lent it."""
+        try:
+            if self._postgres and not self._driver.closed:
+                self._driver.autocommit = False
+        finally:
+            self._raw.close()
+
+
+_SENDING = EditionStatus.SENDING.value
+assert DeliveryStatus.SENDING.value == _SENDING  # the gate compares both with one value
+
+
 def _send_batch(
     factory: sessionmaker[Session],
     settings: Settings,
@@ -218,96 +279,123 @@ def _send_batch(
     with factory() as session:
         engine = session.get_bind()
     assert isinstance(engine, Engine)  # our sessionmakers are bound to an engine
-    with engine.connect() as marks:
-        _send_chunks(
-            factory, settings, prepared, claimed, smtp, limiter, connections, worker, report, marks
-        )
+    gate = _Gate(engine, prepared.edition_id, worker)
+    try:
+        with engine.connect() as marks:
+            for index, row in enumerate(claimed):
+                if not _send_one(
+                    factory, settings, prepared, row, smtp, limiter, connections, worker, report,
+                    marks, gate,
+                ):  # fmt: skip
+                    # Stopped: give back what this run has not tried.
+                    with marks.begin():
+                        deliveries.release(marks, [c.id for c in claimed[index:]], worker)
+                    return
+    finally:
+        gate.close()
 
 
-def _send_chunks(
+def _send_one(
     factory: sessionmaker[Session],
     settings: Settings,
     prepared: PreparedEdition,
-    claimed: list[deliveries.Claimed],
+    row: deliveries.Claimed,
     smtp: Transport,
     limiter: RateLimiter | None,
     connections: ConnectionCap | None,
     worker: str,
     report: BatchReport,
     marks: Connection,
-) -> None:
-    for start in range(0, len(claimed), RECHECK_EVERY):
-        chunk = claimed[start : start + RECHECK_EVERY]
-        with factory() as session:
-            live = deliveries.still_ours(session, [c.id for c in chunk], worker)
-            status = session.scalar(select(Edition.status).where(Edition.id == prepared.edition_id))
-        if status != EditionStatus.SENDING:
-            # Paused or cancelled meanwhile: give back what this run has not tried.
-            report.stopped = True
-            with factory() as session, session.begin():
-                deliveries.release(session, [c.id for c in claimed[start:]], worker)
-            return
-        for index, row in enumerate(chunk):
-            if row.id not in live:
-                report.skipped += 1
-                continue
-            envelope = personalise(prepared, row.id, row.email, row.name, _now())
-            # Wait after building the message, so it reaches the relay right at its slot.
-            ticket = None
-            if (connections is not None and not connections.renew()) or (
-                limiter is not None and (ticket := limiter.acquire(RATE_PATIENCE_SECONDS)) is None
+    gate: _Gate,
+) -> bool:
+    """Build, send and record one row; False when the run must stop (this row untried)."""
+    try:
+        envelope = personalise(prepared, row.id, row.email, row.name, _now())
+    except Exception as exc:  # one reader's data must never stop the others' send
+        log.warning("delivery %s: the message could not be built", row.id, exc_info=True)
+        _fail(factory, row, worker, f"the message could not be built: {_describe(exc)}", report)
+        return True
+    # Wait after building the message, so it reaches the relay right at its slot.
+    ticket = None
+    if (connections is not None and not connections.renew()) or (
+        limiter is not None and (ticket := limiter.acquire(RATE_PATIENCE_SECONDS)) is None
+    ):
+        report.throttled = True
+        return False
+    verdict = gate.check(row.id)
+    if verdict != _Gate.GO:
+        if limiter is not None and ticket is not None:
+            limiter.done(ticket)
+        if verdict == _Gate.STOP:
+            report.stopped = True  # paused or cancelled: nothing more starts
+            return False
+        report.skipped += 1
+        with marks.begin():
+            deliveries.release(marks, [row.id], worker)
+        return True
+    try:
+        _deliver(smtp, envelope, limiter, ticket)
+    except RelayUnavailable as exc:
+        report.relay_down = True
+        report.errors.append(str(exc))
+        return False
+    except PermanentFailure as exc:
+        if exc.stage == "mail" and row.email.isascii():
+            # The relay refuses our sender, not this reader: every other row would
+            # fail the same way. Pause for an editor to fix the configuration. (With a
+            # non-ASCII recipient the refusal may be of SMTPUTF8: that reader alone.)
+            report.sender_refused = True
+            report.errors.append(str(exc))
+            return False
+        with factory() as session, session.begin():
+            if deliveries.mark_failed(session, row.id, worker, str(exc)):
+                if exc.hard_bounce:
+                    record_hard_bounce(session, row.email, str(exc), delivery_id=row.id)
+            else:
+                deliveries.release(session, [row.id], worker)
+        report.failed += 1
+        return True
+    except TemporaryFailure as exc:
+        report.retried += 1
+        with factory() as session, session.begin():
+            if not deliveries.mark_retry(
+                session,
+                row.id,
+                worker,
+                str(exc),
+                attempts=row.attempts,
+                max_attempts=settings.max_attempts,
+                delay_seconds=retry_delay(row.attempts),
             ):
-                report.throttled = True
-                with factory() as session, session.begin():
-                    deliveries.release(session, [c.id for c in claimed[start + index :]], worker)
-                return
-            try:
-                _deliver(smtp, envelope, limiter, ticket)
-            except RelayUnavailable as exc:
-                report.relay_down = True
-                report.errors.append(str(exc))
-                rest = [c.id for c in chunk[index:]] + [
-                    c.id for c in claimed[start + RECHECK_EVERY :]
-                ]
-                with factory() as session, session.begin():
-                    deliveries.release(session, rest, worker)
-                return
-            except PermanentFailure as exc:
-                if exc.stage == "mail":
-                    # The relay refuses our sender, not this reader: every other row would
-                    # fail the same way. Pause for an editor to fix the configuration.
-                    report.sender_refused = True
-                    report.errors.append(str(exc))
-                    rest = [c.id for c in chunk[index:]] + [
-                        c.id for c in claimed[start + RECHECK_EVERY :]
-                    ]
-                    with factory() as session, session.begin():
-                        deliveries.release(session, rest, worker)
-                    return
-                report.failed += 1
-                with factory() as session, session.begin():
-                    if (
-                        deliveries.mark_failed(session, row.id, worker, str(exc))
-                        and exc.hard_bounce
-                    ):
-                        record_hard_bounce(session, row.email, str(exc), delivery_id=row.id)
-                continue
-            except TemporaryFailure as exc:
-                report.retried += 1
-                with factory() as session, session.begin():
-                    deliveries.mark_retry(
-                        session,
-                        row.id,
-                        worker,
-                        str(exc),
-                        attempts=row.attempts,
-                        max_attempts=settings.max_attempts,
-                        delay_seconds=retry_delay(row.attempts),
-                    )
-                continue
-            with marks.begin():
-                deliveries.mark_sent(marks, row.id, worker, envelope.message_id)
-            report.sent += 1
+                deliveries.release(session, [row.id], worker)
+        return True
+    except Exception as exc:  # whatever else one message raises fails that message alone
+        log.warning("delivery %s: the transport failed on it", row.id, exc_info=True)
+        smtp.close()  # the session may be mid-command: start the next message afresh
+        _fail(factory, row, worker, f"the relay could not take it: {_describe(exc)}", report)
+        return True
+    with marks.begin():
+        deliveries.mark_sent(marks, row.id, worker, envelope.message_id)
+    report.sent += 1
+    return True
+
+
+def _fail(
+    factory: sessionmaker[Session],
+    row: deliveries.Claimed,
+    worker: str,
+    reason: str,
+    report: BatchReport,
+) -> None:
+    report.failed += 1
+    with factory() as session, session.begin():
+        if not deliveries.mark_failed(session, row.id, worker, reason):
+            deliveries.release(session, [row.id], worker)  # cancelled meanwhile
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).replace("\r", " ").replace("\n", " ").strip()
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 
 
 def _deliver(

@@ -2,112 +2,56 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service import edition_document
+from service.edition_document import EditionError as EditionError
+from service.edition_document import EditionInvalid as EditionInvalid
 from service.mail.render import RenderedEdition, render_edition
 from service.models import Edition, EditionStatus, NewsItem, Newsletter, utcnow
-
-
-class EditionError(ValueError):
-    """The edition data is not usable; the message says where."""
 
 
 class EditionLocked(EditionError):
     """The edition has started sending; its content can no longer change."""
 
 
-def _date(value: Any, where: str) -> date | None:
-    if value in (None, ""):
-        return None
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError as exc:
-        raise EditionError(f"{where}: {value!r} is not an ISO date (YYYY-MM-DD)") from exc
+def apply_data(edition: Edition, data: object) -> None:
+    """Set an edition's content from the edition JSON (see README), validating it.
 
-
-def _image(value: Any, where: str) -> dict[str, Any] | None:
-    if value in (None, {}):
-        return None
-    if not isinstance(value, dict):
-        raise EditionError(f"{where}: expected an object with url, alt and credit")
-    return {
-        "url": value.get("url"),
-        "alt": value.get("alt") or "",
-        "credit": value.get("credit") or "",
-    }
-
-
-_HTTP = re.compile(r"^https?://[^\s/?#]+\S*$", re.IGNORECASE)
-_SAMPLE_IMAGE = re.compile(r"^sample:[a-z0-9_-]+$")
-
-
-def check_links(data: dict[str, Any]) -> None:
-    """Refuse links and images that are not http(s): no javascript:, data: or file: URLs."""
-
-    def link(where: str, url: str | None) -> None:
-        if url and not _HTTP.match(url):
-            raise EditionError(f"{where}: only http:// and https:// links are allowed")
-
-    def image(where: str, value: dict[str, Any] | None) -> None:
-        url = (value or {}).get("url")
-        if url and not (_HTTP.match(url) or _SAMPLE_IMAGE.match(url)):
-            raise EditionError(f"{where}.url: only http:// and https:// images are allowed")
-
-    image("image", data.get("image"))
-    for i, item in enumerate(data.get("items") or []):
-        link(f"items[{i}].source_url", item.get("source_url"))
-        image(f"items[{i}].image", item.get("image"))
-    for i, read in enumerate(data.get("related") or []):
-        link(f"related[{i}].url", read.get("url"))
-
-
-def apply_data(edition: Edition, data: dict[str, Any]) -> None:
-    """Set an edition's content from the edition JSON (see README), validating it."""
-    check_links(data)
+    The rules are the edition document's (service.edition_document): every door goes
+    through here, so the CLI, the composer, a pasted draft and the demo agree.
+    """
+    document = edition_document.validate(data)
     if edition.status not in (EditionStatus.DRAFT, EditionStatus.SCHEDULED):
         raise EditionLocked(f"edition {edition.number} is {edition.status.value}")
-    title = str(data.get("title") or "").strip()
-    if not title:
-        raise EditionError("title: required")
-    items = data.get("items") or []
-    if not isinstance(items, list):
-        raise EditionError("items: expected a list")
-    edition.title = title
-    edition.week_start = _date(data.get("week_start"), "week_start")
-    edition.week_end = _date(data.get("week_end"), "week_end")
-    edition.authors = [str(a) for a in data.get("authors") or []]
-    edition.subject = str(data.get("subject") or title).strip()
-    edition.preheader = str(data.get("preheader") or "").strip()
-    edition.image = _image(data.get("image"), "image")
-    edition.synthesis = str(data.get("synthesis") or "")
-    edition.related = [dict(r) for r in data.get("related") or []]
-    new_items = []
-    for position, raw in enumerate(items):
-        where = f"items[{position}]"
-        item_title = str(raw.get("title") or "").strip()
-        if not item_title:
-            raise EditionError(f"{where}.title: required")
-        new_items.append(
-            NewsItem(
-                position=position,
-                date=_date(raw.get("date"), f"{where}.date"),
-                title=item_title,
-                body=str(raw.get("body") or ""),
-                source_name=str(raw.get("source_name") or ""),
-                source_url=raw.get("source_url") or None,
-                image=_image(raw.get("image"), f"{where}.image"),
-            )
+    edition.title = document.title
+    edition.week_start = document.week_start
+    edition.week_end = document.week_end
+    edition.authors = list(document.authors)
+    edition.subject = document.subject or document.title
+    edition.preheader = document.preheader
+    edition.image = document.image.as_json() if document.image else None
+    edition.synthesis = document.synthesis
+    edition.related = [read.as_json() for read in document.related]
+    edition.items = [
+        NewsItem(
+            position=position,
+            date=item.date,
+            title=item.title,
+            body=item.body,
+            source_name=item.source_name,
+            source_url=item.source_url,
+            image=item.image.as_json() if item.image else None,
         )
-    edition.items = new_items
+        for position, item in enumerate(document.items)
+    ]
 
 
-def create(session: Session, newsletter: Newsletter, data: dict[str, Any]) -> Edition:
+def create(session: Session, newsletter: Newsletter, data: object) -> Edition:
     """Create a draft edition with the next number of its newsletter."""
     last = session.scalar(
         select(func.max(Edition.number)).where(Edition.newsletter_id == newsletter.id)

@@ -3,8 +3,9 @@
 ``import_csv`` flushes in the caller's transaction (small files, tests);
 ``import_csv_batched`` owns its transactions and commits once per batch, so a
 100,000-row file never holds one long write lock. Both stream the file: memory
-stays flat whatever its size. Nothing is mailed here: pending subscriptions
-wait for the double opt-in.
+stays flat whatever its size. Nothing is mailed here: an import that leaves
+readers pending queues their confirmation mail (service.confirmations) in the
+same transaction, and the door enqueues the workers after the last commit.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import subscriptions
+from service import confirmations, subscriptions
 from service.addresses import InvalidAddress, normalise
 from service.mail.wording import LANGUAGES
 from service.models import (
@@ -39,6 +40,7 @@ from service.models import (
     utcnow,
 )
 from service.newsletters import UnknownNewsletter
+from service.text import UnusableText, person_name
 
 ImportSource = str | os.PathLike[str] | IO[bytes] | IO[str]
 
@@ -128,6 +130,9 @@ class ImportReport:
     skipped_rows: list[SkippedRow] = field(default_factory=list)
     confirmed_import: bool = False
     delimiter: str = ","
+    # Confirmation mails this (unconfirmed) import queued for the workers, counted by request.
+    confirmations_queued: int = 0
+    confirmation_request: str = ""
 
     def reject(self, row: RejectedRow) -> None:
         """Count a rejected row, keeping the first MAX_LISTED for display."""
@@ -156,6 +161,8 @@ class ImportReport:
         lines.extend(f"  line {row.line}: {row.email}: {row.reason}" for row in self.skipped_rows)
         if self.skipped > len(self.skipped_rows):
             lines.append(f"  … and {self.skipped - len(self.skipped_rows)} more not listed")
+        if not self.confirmed_import:
+            lines.append(f"confirmation emails queued: {self.confirmations_queued}")
         lines.append(f"rejected: {self.rejected_count}")
         lines.extend(
             f"  line {row.line}: {row.email or '(empty)'}: {row.reason}" for row in self.rejected
@@ -189,6 +196,7 @@ class _Outcome:
     subscribed: int = 0
     confirmed: int = 0
     skipped: list[SkippedRow] = field(default_factory=list)
+    confirmations_queued: int = 0
 
 
 def import_csv(
@@ -203,14 +211,17 @@ def import_csv(
 ) -> ImportReport:
     """Import subscribers from a CSV file into the caller's transaction (flushes only)."""
     consent = _consent(confirmed, confirmed_reason, "import")
+    request_id = confirmations.new_request_id()
     session.flush()
 
     def apply(rows: list[_Row]) -> _Outcome:
         outcome = _apply_batch(session, newsletter.id, newsletter.language, rows, consent)
+        _queue_confirmations(session, newsletter.id, rows, consent, request_id, outcome)
         session.flush()
         return outcome
 
     report = _run(source, apply, consent, progress, batch_size)
+    report.confirmation_request = request_id
     # Bulk statements bypass the identity map: objects loaded earlier re-read the rows.
     session.expire_all()
     return report
@@ -234,11 +245,15 @@ def import_csv_batched(
             raise UnknownNewsletter(f"no newsletter with id {newsletter_id}")
         language = newsletter.language
 
+    request_id = confirmations.new_request_id()
+
     def apply(rows: list[_Row]) -> _Outcome:
         for attempt in range(1, _BATCH_ATTEMPTS + 1):
             try:
                 with factory() as session, session.begin():
-                    return _apply_batch(session, newsletter_id, language, rows, consent)
+                    outcome = _apply_batch(session, newsletter_id, language, rows, consent)
+                    _queue_confirmations(session, newsletter_id, rows, consent, request_id, outcome)
+                    return outcome
             except IntegrityError:
                 # A signup (or another import) took one of these addresses between our
                 # SELECT and INSERT; the retry sees it as existing.
@@ -246,7 +261,25 @@ def import_csv_batched(
                     raise
         raise AssertionError("unreachable")
 
-    return _run(source, apply, consent, progress, batch_size)
+    report = _run(source, apply, consent, progress, batch_size)
+    report.confirmation_request = request_id
+    return report
+
+
+def _queue_confirmations(
+    session: Session,
+    newsletter_id: int,
+    rows: list[_Row],
+    consent: _Consent,
+    request_id: str,
+    outcome: _Outcome,
+) -> None:
+    """Owe a confirmation mail to each reader of the batch left waiting for one."""
+    if consent.confirmed:
+        return
+    outcome.confirmations_queued = confirmations.queue_for_addresses(
+        session, newsletter_id, (row.email for row in rows), request_id
+    )
 
 
 def add_address(
@@ -265,11 +298,17 @@ def add_address(
     report = ImportReport(rows_read=1, confirmed_import=confirmed)
     try:
         address = normalise(email)
-    except InvalidAddress as exc:
+        clean_name = person_name(name)
+    except (InvalidAddress, UnusableText) as exc:
         report.reject(RejectedRow(0, email, str(exc)))
         return report
-    row = _Row(0, address, name.strip()[:200], _parse_locale(locale or ""), {}, False)
-    _absorb(report, _apply_batch(session, newsletter.id, newsletter.language, [row], consent))
+    row = _Row(0, address, clean_name, _parse_locale(locale or ""), {}, False)
+    outcome = _apply_batch(session, newsletter.id, newsletter.language, [row], consent)
+    report.confirmation_request = confirmations.new_request_id()
+    _queue_confirmations(
+        session, newsletter.id, [row], consent, report.confirmation_request, outcome
+    )
+    _absorb(report, outcome)
     session.flush()
     session.expire_all()
     return report
@@ -322,6 +361,7 @@ def _absorb(report: ImportReport, outcome: _Outcome) -> None:
     report.merged += outcome.merged
     report.subscribed += outcome.subscribed
     report.confirmed += outcome.confirmed
+    report.confirmations_queued += outcome.confirmations_queued
     report.skipped += len(outcome.skipped)
     room = MAX_LISTED - len(report.skipped_rows)
     report.skipped_rows.extend(outcome.skipped[: max(room, 0)])
@@ -573,6 +613,10 @@ class _Columns:
         if not name:
             parts = (self._cell(fields, self.first_name), self._cell(fields, self.last_name))
             name = " ".join(part for part in parts if part)
+        try:
+            name = person_name(name)
+        except UnusableText as exc:
+            return RejectedRow(start, email, str(exc) + _span(start, end))
         attributes: dict[str, Any] = {}
         raw_locale = self._cell(fields, self.locale)
         locale = _parse_locale(raw_locale) if raw_locale else None
@@ -585,7 +629,7 @@ class _Columns:
             if value:
                 attributes[key] = value
         opted_out = self._cell(fields, self.status).lower() == "unsubscribed"
-        return _Row(start, email, name[:200], locale, attributes, opted_out)
+        return _Row(start, email, name, locale, attributes, opted_out)
 
     @staticmethod
     def _cell(fields: list[str], index: int | None) -> str:

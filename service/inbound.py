@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import subscriptions, tokens, tracking
-from service.mail.mime import BOUNCE_PURPOSE, DELIVERY_PURPOSE
+from service.mail.mime import BOUNCE_PURPOSE, DELIVERY_PURPOSE, UNSUBSCRIBE_PURPOSE
 from service.mail.transport import enhanced_status, mailbox_is_bad
 from service.models import (
     Delivery,
@@ -32,6 +32,7 @@ from service.models import (
     SubscriberStatus,
     SuppressionReason,
 )
+from service.numbers import int_or_none
 
 Kind = Literal["hard_bounce", "soft_bounce", "complaint", "unsubscribe", "ignored"]
 
@@ -56,9 +57,10 @@ def process_message(
     if target is None:
         return InboundResult("ignored", None, "not addressed to bounces+ or unsubscribe+")
     prefix, token = target
-    purpose = BOUNCE_PURPOSE if prefix == "bounces" else DELIVERY_PURPOSE
+    # The mailto takes the unsubscribe token (or the legacy delivery token of older mail).
+    purposes = (BOUNCE_PURPOSE,) if prefix == "bounces" else (UNSUBSCRIBE_PURPOSE, DELIVERY_PURPOSE)
     try:
-        (delivery_id,) = tokens.verify(secret, purpose, token, 1)
+        (delivery_id,) = tokens.verify_any(secret, purposes, token, 1)
     except tokens.BadToken as exc:
         return InboundResult("ignored", None, f"{prefix}+ address with a bad token ({exc})")
     try:
@@ -121,7 +123,7 @@ def _bounce(session: Session, ref: tracking.DeliveryRef, report: Message) -> Inb
         if action == "failed" and status is not None and status[0] == 5:
             reply = diagnostic.partition(";")[2].strip()
             code = reply.split(" ", 1)[0]
-            if mailbox_is_bad(status, int(code) if code.isdigit() else None):
+            if mailbox_is_bad(status, int_or_none(code, maximum=999)):
                 email_address = session.scalar(
                     select(Delivery.email).where(Delivery.id == ref.delivery_id)
                 )

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.addresses import normalise
+from service import text
+from service.addresses import InvalidAddress, for_sending, normalise
 from service.models import Newsletter
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,79}")
+
+
+class BadNewsletter(ValueError):
+    """A value given for a new newsletter is unusable; the message says which and why."""
 
 
 class UnknownNewsletter(LookupError):
@@ -31,16 +39,39 @@ def create(
     send_time: time = time(8, 0),
     timezone: str = "Europe/Paris",
 ) -> Newsletter:
-    """Create a newsletter; the slug names it in URLs and on the command line."""
+    """Create a newsletter; the slug names it in URLs and on the command line.
+
+    Raises BadNewsletter (a ValueError) saying which value is unusable; the
+    name and sender name pass the header rule of service.text.
+    """
     if language not in ("fr", "en"):
-        raise ValueError(f"unsupported language {language!r} (fr or en)")
+        raise BadNewsletter(f"unsupported language {language!r} (fr or en)")
+    if not _SLUG.fullmatch(slug):
+        raise BadNewsletter(
+            f"slug {slug!r}: use 1 to 80 lower-case letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    try:
+        clean_name = text.newsletter_name(name)
+        clean_sender_name = text.sender_name(sender_name or "") or clean_name
+        address = normalise(sender_email)
+        reply_address = normalise(reply_to) if reply_to else None
+    except (text.UnusableText, InvalidAddress) as exc:
+        raise BadNewsletter(str(exc)) from exc
+    if not clean_name:
+        raise BadNewsletter("name: required")
+    if reply_address and not for_sending(reply_address).isascii():
+        raise BadNewsletter(f"reply-to {reply_address}: the part before the @ must be ASCII")
+    if not for_sending(address).isascii():
+        # Every message would then need SMTPUTF8 from the relay; a sender is chosen once.
+        raise BadNewsletter(f"sender {address}: the part before the @ must be ASCII")
     newsletter = Newsletter(
         slug=slug,
-        name=name,
-        sender_email=normalise(sender_email),
-        sender_name=sender_name or name,
+        name=clean_name,
+        sender_email=address,
+        sender_name=clean_sender_name,
         language=language,
-        reply_to=reply_to,
+        reply_to=reply_address,
         postal_address=postal_address,
         website_url=website_url,
         description=description,

@@ -1,9 +1,16 @@
 """The preference centre: what a reader may do from a signed link, without an account.
 
-The link in every edition carries the delivery token (service.mail.mime); notices
-carry a subscriber-scoped "prefs" token (service.signup). Both lead to one
-subscriber and to nobody else. Joining a newsletter from here still goes through
-the double opt-in; leaving takes effect at once, as the one-click link does.
+The footer of every edition carries a per-delivery preference token
+(service.mail.mime.DELIVERY_PREFS_PURPOSE, or the legacy delivery token in mail
+sent before purposes were split); notices carry a subscriber-scoped "prefs" token
+(service.signup). Each leads to one subscriber and to nobody else. Joining a
+newsletter from here still goes through the double opt-in; leaving takes effect
+at once, as the one-click link does.
+
+Those links travel with forwarded mail and through link scanners, so they do not
+open the reader's data: export and erasure act only from a fresh link that the
+preference centre mails to the reader's own address (request_data_link), valid
+for signup.DATA_LINK_MAX_AGE (open_data_link).
 """
 
 from __future__ import annotations
@@ -15,8 +22,8 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from service import signup, subscriptions, tokens
-from service.mail.mime import DELIVERY_PURPOSE
+from service import ratelimit, signup, subscriptions, tokens
+from service.mail.mime import DELIVERY_PREFS_PURPOSE, DELIVERY_PURPOSE
 from service.models import (
     Delivery,
     DeliveryStatus,
@@ -31,13 +38,27 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
+from service.text import person_name
 
 SOURCE = "preference centre"  # the consent source of subscriptions made here
 MAX_PAUSE_WEEKS = 52
+DATA_LINKS_PER_HOUR = 3  # per reader: mails to their own address on request, export and erase alike
 
 
 class UnknownReader(LookupError):
     """The token is invalid, or the subscriber it named no longer exists."""
+
+
+class DataLinkExpired(UnknownReader):
+    """A genuine data link, older than signup.DATA_LINK_MAX_AGE."""
+
+    def __init__(self, locale: str) -> None:
+        super().__init__("data link expired")
+        self.locale = locale  # the reader's, for the page that says so
+
+
+class TooManyDataLinks(Exception):
+    """The reader asked for more data links in an hour than DATA_LINKS_PER_HOUR."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +94,15 @@ class Choice:
 
 
 def resolve(session: Session, secret: str, token: str) -> Reader:
-    """The reader a delivery token or a prefs token names; UnknownReader otherwise."""
+    """The reader a footer preference token or a notice's prefs token names.
+
+    UnknownReader for any other token, whatever its signature: an open, click,
+    feedback or unsubscribe token never opens the preference centre.
+    """
     try:
-        (delivery_id,) = tokens.verify(secret, DELIVERY_PURPOSE, token, 1)
+        (delivery_id,) = tokens.verify_any(
+            secret, (DELIVERY_PREFS_PURPOSE, DELIVERY_PURPOSE), token, 1
+        )
     except tokens.BadToken:
         pass
     else:
@@ -98,6 +125,54 @@ def resolve(session: Session, secret: str, token: str) -> Reader:
     return Reader(subscriber, None)
 
 
+def request_data_link(
+    session: Session,
+    reader: Reader,
+    *,
+    now: datetime | None = None,
+) -> Subscription:
+    """Take one of the reader's data-link slots; the subscription whose notice carries it.
+
+    The notice (signup.Notice.DATA_EXPORT or DATA_ERASE, sent by the caller after
+    commit with signup.send_notice) goes to the reader's own address only, from
+    the newsletter the preference link came from, or else the latest one they
+    joined. Raises TooManyDataLinks past DATA_LINKS_PER_HOUR (the refused hit
+    counts: commit anyway), LookupError when the reader has no subscription at all.
+    """
+    subscriber = reader.subscriber
+    mine = _subscriptions(session, subscriber)
+    chosen = next((s for s in mine if s.newsletter_id == reader.newsletter_id), None)
+    if chosen is None and mine:
+        chosen = mine[-1]
+    if chosen is None:
+        raise LookupError("the reader has no subscription to write from")
+    moment = (now or utcnow()).timestamp()
+    key = f"data-link:subscriber:{subscriber.id}"
+    if not ratelimit.hit(session, key, 3600, DATA_LINKS_PER_HOUR, now=moment):
+        raise TooManyDataLinks(subscriber.id)
+    return chosen
+
+
+def open_data_link(session: Session, secret: str, purpose: str, token: str) -> Subscriber:
+    """The reader a data link (signup.EXPORT_PURPOSE or ERASE_PURPOSE) was mailed to.
+
+    UnknownReader for a forged link, one of another purpose, or one whose reader
+    is gone or has another address now; DataLinkExpired once it is too old.
+    """
+    max_age = int(signup.DATA_LINK_MAX_AGE.total_seconds())
+    try:
+        subscriber_id, tag = tokens.verify_expiring(secret, purpose, token, 2, max_age)
+    except tokens.ExpiredToken as exc:
+        reader = session.get(Subscriber, exc.values[0])
+        raise DataLinkExpired(reader.locale if reader else signup.LANGUAGES[0]) from exc
+    except tokens.BadToken as exc:
+        raise UnknownReader(str(exc)) from exc
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or signup.address_tag(subscriber.email) != tag:
+        raise UnknownReader("the reader is gone or has another address")
+    return subscriber
+
+
 def _subscriptions(session: Session, subscriber: Subscriber) -> list[Subscription]:
     # Queried rather than read from the relationship, which may predate a flush.
     return list(
@@ -117,10 +192,13 @@ def choices(session: Session, subscriber: Subscriber) -> list[Choice]:
 
 
 def update_profile(session: Session, subscriber: Subscriber, *, name: str, locale: str) -> None:
-    """Change the reader's name and the language of the pages and notices they get."""
+    """Change the reader's name and the language of the pages and notices they get.
+
+    Raises service.text.UnusableText (a NUL in the name) before changing anything.
+    """
     if locale not in signup.LANGUAGES:
         raise ValueError(f"unsupported language {locale!r}")
-    subscriber.name = " ".join(name.split())[:200]
+    subscriber.name = person_name(name)
     subscriber.locale = locale
     session.flush()
 

@@ -99,6 +99,36 @@ def purge(session: Session, older_than_seconds: int, *, now: float | None = None
     return int(result.rowcount or 0)
 
 
+def recent(
+    session: Session, key: str, span_seconds: int, *, now: float | None = None
+) -> list[tuple[int, int]]:
+    """(window start, count) of `key`'s windows begun in the last `span_seconds`, oldest first.
+
+    With short windows this makes a sliding limit: the sum over the span.
+    """
+    since = int(time.time() if now is None else now) - span_seconds
+    rows = session.execute(
+        select(RateWindow.window_start, RateWindow.count)
+        .where(RateWindow.key == key, RateWindow.window_start > since)
+        .order_by(RateWindow.window_start)
+    ).all()
+    return [(int(start), int(count)) for start, count in rows]
+
+
+def forget(session: Session, key: str) -> int:
+    """Delete every window of `key` (a lock lifted by hand); return how many."""
+    result = session.execute(
+        delete(RateWindow).where(RateWindow.key == key).execution_options(synchronize_session=False)
+    )
+    return _rowcount(result)
+
+
+def serialise(session: Session, name: str) -> None:
+    """Until the transaction ends, no other transaction that serialises on `name` runs
+    (PostgreSQL: an advisory lock; SQLite: every write transaction already is one)."""
+    _serialise(session, name)
+
+
 # Delivery limits, shared by every worker process on every machine.
 #
 # Per second: the relay counts arrivals, and "at most N in any second" must hold

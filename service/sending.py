@@ -8,12 +8,13 @@ set: the beat sweep resumes it then, so an outage never needs a person).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service import deliveries, editions
 from service.db import affected_rows
@@ -24,6 +25,11 @@ from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, utc
 RELAY_RETRY_MIN_SECONDS = 30.0
 RELAY_RETRY_MAX_SECONDS = 300.0
 ESTIMATE_WINDOW_SECONDS = 60.0  # the send rate behind the ETA is measured over this window
+# After a pause or cancel, how long to wait for the messages workers had already
+# handed to the relay, so the counts reported are the final ones. One SMTP
+# transaction takes well under a second; a worker held back by the rate limit
+# gives its rows back as soon as the limit lets it go.
+SETTLE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,14 @@ class SendStarted:
     edition_id: int
     recipients: int
     batches: int
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The counts after a pause or cancel, once no worker holds any of the rows."""
+
+    progress: deliveries.Progress
+    in_flight: int  # rows a worker still held at the deadline (0: the counts are final)
 
 
 @dataclass(frozen=True)
@@ -177,6 +191,30 @@ def cancel(session: Session, edition: Edition, now: datetime | None = None) -> i
     edition.resume_at = None
     session.flush()
     return affected_rows(result)
+
+
+def settle(
+    factory: sessionmaker[Session],
+    edition_id: int,
+    *,
+    timeout: float = SETTLE_SECONDS,
+    poll: float = 0.05,
+) -> Settled:
+    """Wait until the workers let go of an edition they were told to stop; its counts then.
+
+    Call after the pause or cancel has been committed: workers check the edition
+    before each message, so what they still hold is at most the message each had
+    already handed to the relay (it counts as sent if the relay takes it) and the
+    rows they give back right after it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with factory() as session:
+            held = deliveries.in_flight(session, edition_id)
+            progress = deliveries.progress(session, edition_id)
+        if held == 0 or time.monotonic() >= deadline:
+            return Settled(progress, held)
+        time.sleep(poll)
 
 
 def editions_with_work(session: Session, now: datetime | None = None) -> list[int]:

@@ -13,25 +13,27 @@ one at a time through the transport the caller hands in, after its commit.
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, formataddr, make_msgid
+from email.policy import SMTP, SMTPUTF8
+from email.utils import format_datetime, make_msgid
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from service import subscriptions, tokens, translations
-from service.addresses import normalise
+from service.addresses import for_sending, normalise
 from service.config import Settings
 from service.dispatch import Transport
+from service.mail.mime import mailbox
 from service.mail.transport import DeliveryError
 from service.models import (
     Newsletter,
@@ -42,12 +44,17 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
+from service.text import one_line, person_name
 
 log = logging.getLogger(__name__)
 
 CONFIRM_PURPOSE = "confirm"  # the token in a confirmation link: (subscription id, issued at)
 PREFS_PURPOSE = "prefs"  # a subscriber-scoped preference-centre token, for notices
+# Links mailed on request from the preference centre: (subscriber id, address tag, issued at).
+EXPORT_PURPOSE = "export"  # downloads everything held about the reader
+ERASE_PURPOSE = "erase"  # opens the page that erases the reader
 CONFIRM_MAX_AGE = timedelta(days=7)
+DATA_LINK_MAX_AGE = timedelta(hours=24)
 RESEND_AFTER = timedelta(minutes=5)
 SIGNUPS_PER_IP_PER_HOUR = 10
 LANGUAGES = ("fr", "en")
@@ -66,6 +73,14 @@ class Notice(enum.Enum):
 
     CONFIRM = "confirm-subscription"
     ALREADY_SUBSCRIBED = "already-subscribed"
+    DATA_EXPORT = "data-export"
+    DATA_ERASE = "data-erase"
+
+
+# The notices that answer a signup: they take the subscription's resend slot.
+_SIGNUP_NOTICES = (Notice.CONFIRM, Notice.ALREADY_SUBSCRIBED)
+# The notices that carry a link to the reader's data, and that link's purpose.
+DATA_NOTICES = {Notice.DATA_EXPORT: EXPORT_PURPOSE, Notice.DATA_ERASE: ERASE_PURPOSE}
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,29 @@ def preferences_token(secret: str, subscriber_id: int) -> str:
     return tokens.sign(secret, PREFS_PURPOSE, subscriber_id)
 
 
+def address_tag(email: str) -> int:
+    """64 bits of the address's digest: a data link works only while the address is the same.
+
+    A data link names a subscriber id; with the address bound in, a link outlives
+    neither a change of address nor the erasure of the person whose id a later
+    signup may take again.
+    """
+    return int.from_bytes(hashlib.sha256(email.encode()).digest()[:8], "big")
+
+
+def data_link_token(
+    secret: str, purpose: str, subscriber_id: int, email: str, issued: int | None = None
+) -> str:
+    """A link to the reader's data (EXPORT_PURPOSE or ERASE_PURPOSE), valid DATA_LINK_MAX_AGE.
+
+    `issued` (epoch seconds) is for tests; links are minted with the current time.
+    """
+    tag = address_tag(email)
+    if issued is None:
+        return tokens.sign_expiring(secret, purpose, subscriber_id, tag)
+    return tokens.sign(secret, purpose, subscriber_id, tag, issued)
+
+
 def _is_suppressed(
     session: Session, email: str, newsletter_id: int, reasons: tuple[SuppressionReason, ...]
 ) -> bool:
@@ -119,6 +157,14 @@ def receives(session: Session, subscription: Subscription) -> bool:
     )
 
 
+def notice_slot_free(now: datetime) -> ColumnElement[bool]:
+    """The resend rule as SQL: this subscription was not mailed within RESEND_AFTER."""
+    return or_(
+        Subscription.confirmation_sent_at.is_(None),
+        Subscription.confirmation_sent_at <= now - RESEND_AFTER,
+    )
+
+
 def claim_notice_slot(session: Session, subscription_id: int, now: datetime | None = None) -> bool:
     """Take the right to mail this subscription now: at most once per RESEND_AFTER.
 
@@ -127,13 +173,7 @@ def claim_notice_slot(session: Session, subscription_id: int, now: datetime | No
     now = now or utcnow()
     result = session.execute(
         update(Subscription)
-        .where(
-            Subscription.id == subscription_id,
-            or_(
-                Subscription.confirmation_sent_at.is_(None),
-                Subscription.confirmation_sent_at <= now - RESEND_AFTER,
-            ),
-        )
+        .where(Subscription.id == subscription_id, notice_slot_free(now))
         .values(confirmation_sent_at=now)
         .execution_options(synchronize_session="fetch")
     )
@@ -155,15 +195,18 @@ def request(
 ) -> SignupResult:
     """Ask for a newsletter: record the pending consent and say which notice to send.
 
-    Raises service.addresses.InvalidAddress for an address that cannot be mailed.
+    Raises service.addresses.InvalidAddress for an address that cannot be mailed
+    and service.text.UnusableText for a name that cannot be kept (a NUL), before
+    writing anything.
     """
     now = now or utcnow()
     address = normalise(email)
+    clean_name = person_name(name)
     language = locale if locale in LANGUAGES else newsletter.language
-    # An anonymous form must not rewrite an existing person's name or language:
+    # An anonymous form must not rewrite an existing person's data (name, language):
     # only a new subscriber takes them from the form.
     subscriber = subscriptions.find_or_create_subscriber(
-        session, address, name[:200], locale=language
+        session, address, clean_name, locale=language
     )
     subscription = session.scalar(
         select(Subscription).where(
@@ -281,7 +324,10 @@ def render_notice(templates_path: Path, notice: Notice, context: dict[str, Any])
 
 
 def notice_context(
-    subscription: Subscription, settings: Settings, now: datetime | None = None
+    subscription: Subscription,
+    settings: Settings,
+    now: datetime | None = None,
+    notice: Notice | None = None,
 ) -> dict[str, Any]:
     """The template context of a notice about this subscription."""
     newsletter, subscriber = subscription.newsletter, subscription.subscriber
@@ -290,6 +336,20 @@ def notice_context(
     # keeps its newsletter's).
     lang = translations.language_of(subscriber.locale) or newsletter.language
     _ = translations.translator(lang)
+    urls = {
+        "confirm": f"{base}/n/{newsletter.slug}/confirm/"
+        + confirmation_token(settings.secret_key, subscription.id, now),
+        "preferences": f"{base}/p/" + preferences_token(settings.secret_key, subscriber.id),
+        "signup": f"{base}/n/{newsletter.slug}/subscribe",
+    }
+    purpose = DATA_NOTICES.get(notice) if notice is not None else None
+    if purpose is not None:  # only the notice that carries a data link gets one minted
+        issued = int(now.timestamp()) if now is not None else None
+        token = data_link_token(
+            settings.secret_key, purpose, subscriber.id, subscriber.email, issued
+        )
+        action = "export.json" if purpose == EXPORT_PURPOSE else "erase"
+        urls["data"] = f"{base}/d/{token}/{action}"
     return {
         "lang": lang,
         "_": _,
@@ -299,14 +359,10 @@ def notice_context(
             "sender_name": newsletter.sender_name,
             "postal_address": newsletter.postal_address,
         },
-        "subscriber": {"name": subscriber.name},
-        "urls": {
-            "confirm": f"{base}/n/{newsletter.slug}/confirm/"
-            + confirmation_token(settings.secret_key, subscription.id, now),
-            "preferences": f"{base}/p/" + preferences_token(settings.secret_key, subscriber.id),
-            "signup": f"{base}/n/{newsletter.slug}/subscribe",
-        },
+        "subscriber": {"name": subscriber.name, "email": subscriber.email},
+        "urls": urls,
         "expires_days": CONFIRM_MAX_AGE.days,
+        "data_link_hours": int(DATA_LINK_MAX_AGE.total_seconds() // 3600),
     }
 
 
@@ -317,16 +373,18 @@ def build_message(
     now = now or utcnow()
     newsletter, subscriber = subscription.newsletter, subscription.subscriber
     rendered = render_notice(
-        settings.email_templates_path, notice, notice_context(subscription, settings, now)
+        settings.email_templates_path, notice, notice_context(subscription, settings, now, notice)
     )
+    sender = for_sending(newsletter.sender_email)
     message = EmailMessage()
-    message["From"] = formataddr((newsletter.sender_name, newsletter.sender_email))
-    message["To"] = formataddr((subscriber.name, subscriber.email))
-    message["Subject"] = rendered.subject
+    # mime.mailbox writes the names as encoded words, so no name can break a header.
+    message["From"] = mailbox(one_line(newsletter.sender_name, limit=200), sender)
+    message["To"] = mailbox(one_line(subscriber.name, limit=200), for_sending(subscriber.email))
+    message["Subject"] = one_line(rendered.subject, limit=998)
     message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid("notice", domain=newsletter.sender_email.rpartition("@")[2])
+    message["Message-ID"] = make_msgid("notice", domain=sender.rpartition("@")[2])
     if newsletter.reply_to:
-        message["Reply-To"] = newsletter.reply_to
+        message["Reply-To"] = for_sending(newsletter.reply_to)
     # RFC 3834: no vacation auto-replies to a message no human typed.
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(rendered.text)
@@ -346,23 +404,29 @@ def send_notice(
     """Mail a notice now; on failure log it and free the resend slot (the reader may retry).
 
     The signup itself is already committed by the caller, so a relay outage
-    loses nothing: the reader asks again and gets a new link.
+    loses nothing: the reader asks again and gets a new link. Only the notices
+    that answer a signup take or free the resend slot; a data link is limited
+    by the preference centre (service.preferences.request_data_link).
     """
     now = now or utcnow()
-    message = build_message(subscription, notice, settings, now)
     try:
+        message = build_message(subscription, notice, settings, now)
+        # A non-ASCII local part can only go out with SMTPUTF8, headers in UTF-8 (RFC 6532).
+        utf8 = not for_sending(subscription.subscriber.email).isascii()
         transport.send(
             subscription.newsletter.sender_email,
             subscription.subscriber.email,
-            message.as_bytes(policy=SMTP),
+            message.as_bytes(policy=SMTPUTF8 if utf8 else SMTP),
         )
-    except DeliveryError as exc:
+    except (DeliveryError, ValueError) as exc:  # ValueError: data stored before the text rule
         log.warning("%s for subscription %s not sent: %s", notice.value, subscription.id, exc)
-        subscription.confirmation_sent_at = None
-        session.flush()
+        if notice in _SIGNUP_NOTICES:
+            subscription.confirmation_sent_at = None
+            session.flush()
         return False
-    subscription.confirmation_sent_at = now
-    session.flush()
+    if notice in _SIGNUP_NOTICES:
+        subscription.confirmation_sent_at = now
+        session.flush()
     return True
 
 

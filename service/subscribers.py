@@ -458,6 +458,11 @@ def _target_ids(target: Target) -> Select[int]:
     return select(Subscriber.id).where(Subscriber.id.in_(sorted(set(target))))
 
 
+def target_ids(target: Target) -> Select[int]:
+    """The ids of the subscribers a bulk target names, as a query."""
+    return _target_ids(target)
+
+
 def sample(session: Session, target: Target, limit: int = 10) -> tuple[int, list[str]]:
     """How many subscribers a target names, and the newest few addresses (for a confirmation)."""
     ids = _target_ids(target).subquery()

@@ -24,20 +24,25 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
+from service.text import person_name
 
 
 def find_or_create_subscriber(
     session: Session, email: str, name: str = "", locale: str = "fr"
 ) -> Subscriber:
-    """The subscriber with this address (normalised), created if new."""
+    """The subscriber with this address (normalised), created if new.
+
+    An existing subscriber is returned as stored: whoever calls with a name
+    (an anonymous form, among others) cannot change theirs. Raises
+    InvalidAddress or service.text.UnusableText before writing anything.
+    """
     address = normalise(email)
+    clean_name = person_name(name)
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
     if subscriber is None:
-        subscriber = Subscriber(email=address, name=name.strip(), locale=locale)
+        subscriber = Subscriber(email=address, name=clean_name, locale=locale)
         session.add(subscriber)
         session.flush()
-    elif name and not subscriber.name:
-        subscriber.name = name.strip()
     return subscriber
 
 

@@ -12,6 +12,8 @@ import hashlib
 import hmac
 import struct
 import time
+from collections.abc import Iterable
+from functools import lru_cache
 
 _MAC_BYTES = 12  # 96 bits: forging needs ~2^95 guesses against a rate-limited endpoint
 
@@ -20,9 +22,25 @@ class BadToken(ValueError):
     """The token is malformed, forged, of another purpose, or expired."""
 
 
-def _mac(secret: str, purpose: str, payload: bytes) -> bytes:
+class ExpiredToken(BadToken):
+    """A genuine token from sign_expiring, older than its maximum age."""
+
+    def __init__(self, message: str, values: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.values = values  # genuine, so a page may still speak the reader's language
+
+
+@lru_cache(maxsize=64)
+def _keyed(secret: str, purpose: str) -> hmac.HMAC:
+    # Keyed once per purpose and copied per token: a message carries several tokens.
     key = hashlib.sha256(f"hebdo:{purpose}:{secret}".encode()).digest()
-    return hmac.new(key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def _mac(secret: str, purpose: str, payload: bytes) -> bytes:
+    mac = _keyed(secret, purpose).copy()
+    mac.update(payload)
+    return mac.digest()[:_MAC_BYTES]
 
 
 def sign(secret: str, purpose: str, *values: int) -> str:
@@ -46,6 +64,17 @@ def verify(secret: str, purpose: str, token: str, count: int) -> tuple[int, ...]
     return struct.unpack(f">{count}Q", payload)
 
 
+def verify_any(secret: str, purposes: Iterable[str], token: str, count: int) -> tuple[int, ...]:
+    """Verify a token that may carry any of these purposes (e.g. a new one and its legacy)."""
+    error = BadToken("no purpose given")
+    for purpose in purposes:
+        try:
+            return verify(secret, purpose, token, count)
+        except BadToken as exc:
+            error = exc
+    raise error
+
+
 def sign_expiring(secret: str, purpose: str, *values: int) -> str:
     """Mint a token that also carries its issue time, for links that expire."""
     return sign(secret, purpose, *values, int(time.time()))
@@ -57,5 +86,5 @@ def verify_expiring(
     """Verify a token from sign_expiring and reject it once older than max_age."""
     *values, issued = verify(secret, purpose, token, count + 1)
     if time.time() - issued > max_age_seconds:
-        raise BadToken("expired token")
+        raise ExpiredToken("expired token", tuple(values))
     return tuple(values)

@@ -6,11 +6,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from service import editions, newsletters, sending, subscriptions
 from service.config import Settings
-from service.models import Edition, Newsletter, Subscriber
+from service.models import (
+    Edition,
+    Newsletter,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "service" / "sample"
 
@@ -39,6 +47,32 @@ def readers(
         subscriptions.subscribe(session, letter, subscriber, confirmed=confirmed, source="test")
         people.append(subscriber)
     return people
+
+
+def legacy_reader(session: Session, letter: Newsletter, email: str, name: str) -> int:
+    """A confirmed reader written straight into the tables, as old or imported data may be.
+
+    No domain rule sees the values: this is how a row no door would accept today
+    can still be in the database. Returns the subscriber id.
+    """
+    now = utcnow()
+    subscriber_id = session.scalars(
+        insert(Subscriber).returning(Subscriber.id), [{"email": email, "name": name}]
+    ).one()
+    session.execute(
+        insert(Subscription),
+        [
+            {
+                "newsletter_id": letter.id,
+                "subscriber_id": subscriber_id,
+                "status": SubscriptionStatus.CONFIRMED,
+                "consent_at": now,
+                "consent_source": "legacy",
+                "confirmed_at": now,
+            }
+        ],
+    )
+    return int(subscriber_id)
 
 
 def sample_data(language: str = "fr") -> dict[str, Any]:

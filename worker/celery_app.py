@@ -8,7 +8,7 @@ from celery import Celery
 
 from service.config import Settings
 
-app = Celery("hebdo", include=["worker.tasks.deliveries"])
+app = Celery("hebdo", include=["worker.tasks.deliveries", "worker.tasks.confirmations"])
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -25,6 +25,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "beat_schedule": {
             "dispatch-due": {"task": "hebdo.dispatch_due", "schedule": 15.0},
+            "confirmations-due": {"task": "hebdo.confirmations_due", "schedule": 60.0},
         },
     }
 

@@ -6,6 +6,7 @@ import click
 
 from service.cli.context import CliContext
 from service.cli.editions import editions_group, send_command
+from service.cli.editors import editors_group
 from service.cli.inbound import inbound_command
 from service.cli.newsletters import newsletters_group
 from service.cli.processes import (
@@ -39,6 +40,7 @@ for command in (
     sink_command,
     demo_command,
     inbound_command,
+    editors_group,
 ):
     cli.add_command(command)
 editions_group.add_command(test_send_command)

@@ -6,10 +6,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 
+import click
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
 from service.db import make_engine, session_factory
+from service.numbers import DB_INT_MAX
+
+# An id on the command line: past the database's INTEGER it is a usage error, not a crash.
+ID = click.IntRange(min=0, max=DB_INT_MAX)
 
 
 class CliContext:

@@ -14,7 +14,7 @@ import click
 from sqlalchemy.orm import Session
 
 from service import deliveries, editions, newsletters, scheduling, sending
-from service.cli.context import CliContext
+from service.cli.context import ID, CliContext
 from service.models import Edition
 
 pass_context = click.make_pass_decorator(CliContext)
@@ -30,15 +30,24 @@ def editions_group() -> None:
 @click.option("--newsletter", "slug", required=True)
 @pass_context
 def load_command(ctx: CliContext, path: Path, slug: str) -> None:
-    """Create a draft edition from an edition JSON file."""
+    """Create a draft edition from an edition JSON file.
+
+    A file that breaks the edition's rules exits with status 2 and one line per bad
+    field on stderr ("path: items[2].title: required").
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise click.ClickException(f"{path}: not valid JSON ({exc})") from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and numbers past int's digit limit.
+        raise click.ClickException(f"{path}: not valid JSON ({str(exc)[:200]})") from exc
     with ctx.transaction() as session:
         try:
             newsletter = newsletters.get_by_slug(session, slug)
             edition = editions.create(session, newsletter, data)
+        except editions.EditionInvalid as exc:
+            for where, reason in exc.problems:
+                click.echo(f"{path}: {where}: {reason}" if where else f"{path}: {reason}", err=True)
+            raise click.exceptions.Exit(2) from exc
         except (newsletters.UnknownNewsletter, editions.EditionError) as exc:
             raise click.ClickException(f"{path}: {exc}") from exc
         count = len(edition.items)
@@ -46,7 +55,7 @@ def load_command(ctx: CliContext, path: Path, slug: str) -> None:
 
 
 @editions_group.command("show")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @pass_context
 def show_command(ctx: CliContext, edition_id: int) -> None:
     """Print an edition as JSON (the format `load` reads)."""
@@ -59,7 +68,7 @@ def show_command(ctx: CliContext, edition_id: int) -> None:
 
 
 @editions_group.command("render")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @click.option("--text", "as_text", is_flag=True, help="Print the text part instead of HTML.")
 @pass_context
 def render_command(ctx: CliContext, edition_id: int, as_text: bool) -> None:
@@ -87,7 +96,7 @@ def parse_draft_command(path: Path, language: str) -> None:
 
 
 @click.command("send")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @click.option("--wait", is_flag=True, help="Show progress until the edition has gone out.")
 @click.option("--timeout", type=float, default=3600.0, help="Give up waiting after this long.")
 @pass_context
@@ -144,6 +153,12 @@ def wait_for_delivery(ctx: CliContext, edition_id: int, *, timeout: float) -> in
         sys.stderr.flush()
         if status in ("sent", "cancelled") or (status == "paused" and edition.resume_at is None):
             sys.stderr.write("\n")
+            if progress.failed:
+                # Said on stdout too: a failed delivery is a result, not progress noise.
+                click.echo(
+                    f"{progress.failed} deliveries failed; see their reasons with "
+                    f"`hebdo editions failures {edition_id}` or on the edition page"
+                )
             if status == "paused":
                 raise click.ClickException(
                     f"edition {edition_id} is paused: {edition.status_detail}"
@@ -176,8 +191,29 @@ def _local(edition: Edition, moment: datetime) -> str:
     return f"{local:%a %Y-%m-%d %H:%M} {edition.newsletter.timezone} ({moment:%Y-%m-%d %H:%M}Z)"
 
 
-@editions_group.command("schedule")
+@editions_group.command("failures")
 @click.argument("edition_id", type=int)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@pass_context
+def failures_command(ctx: CliContext, edition_id: int, limit: int) -> None:
+    """List the deliveries of an edition that failed, with their reasons."""
+    with ctx.sessions() as session:
+        _edition(session, edition_id)
+        count, failed = deliveries.failures(session, edition_id, limit=limit)
+    for failure in failed:
+        address = _printable(failure.email[:200])
+        click.echo(f"{failure.delivery_id}\t{address}\t{_printable(failure.reason)}")
+    more = f" (showing {len(failed)})" if count > len(failed) else ""
+    click.echo(f"{count} failed deliveries{more}")
+
+
+def _printable(text: str) -> str:
+    """Control characters shown escaped: legacy rows may hold any (that may be why they failed)."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+@editions_group.command("schedule")
+@click.argument("edition_id", type=ID)
 @click.option(
     "--at",
     "at",
@@ -208,7 +244,7 @@ def schedule_command(ctx: CliContext, edition_id: int, at: str | None, next_slot
 
 
 @editions_group.command("unschedule")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @pass_context
 def unschedule_command(ctx: CliContext, edition_id: int) -> None:
     """Take a scheduled edition back to draft."""
@@ -222,7 +258,7 @@ def unschedule_command(ctx: CliContext, edition_id: int) -> None:
 
 
 @editions_group.command("pause")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @pass_context
 def pause_command(ctx: CliContext, edition_id: int) -> None:
     """Pause a send; messages in flight finish, the rest waits for `resume`."""
@@ -232,12 +268,18 @@ def pause_command(ctx: CliContext, edition_id: int) -> None:
             sending.pause(session, edition)
         except deliveries.SendError as exc:
             raise click.ClickException(str(exc)) from exc
-        left = deliveries.progress(session, edition.id).remaining
-    click.echo(f"paused edition {edition.number} (id {edition_id}) with {left} messages left")
+    # After the commit: the messages already handed to the relay finish, then we count.
+    settled = sending.settle(ctx.sessions, edition_id)
+    left = settled.progress.remaining
+    click.echo(
+        f"paused edition {edition.number} (id {edition_id}) with {left} messages left, "
+        f"{settled.progress.sent} sent"
+    )
+    _still_held(settled)
 
 
 @editions_group.command("resume")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @click.option("--wait", is_flag=True, help="Show progress until the edition has gone out.")
 @click.option("--timeout", type=float, default=3600.0, help="Give up waiting after this long.")
 @pass_context
@@ -260,18 +302,32 @@ def resume_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float)
 
 
 @editions_group.command("cancel")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @pass_context
 def cancel_command(ctx: CliContext, edition_id: int) -> None:
     """Cancel a send (or a schedule) for good: nothing more goes out."""
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            cancelled = sending.cancel(session, edition)
+            sending.cancel(session, edition)
         except deliveries.SendError as exc:
             raise click.ClickException(str(exc)) from exc
-        sent = deliveries.progress(session, edition.id).sent
+    # After the commit: a message already handed to the relay may still be taken (it
+    # then counts as sent); wait for those, so the numbers below are the final ones.
+    settled = sending.settle(ctx.sessions, edition_id)
+    progress = settled.progress
+    failed = f", {progress.failed} failed" if progress.failed else ""
     click.echo(
-        f"cancelled edition {edition.number} (id {edition_id}): {cancelled} messages will not "
-        f"go out, {sent} already sent"
+        f"cancelled edition {edition.number} (id {edition_id}): {progress.cancelled} messages "
+        f"will not go out, {progress.sent} already sent{failed}"
     )
+    _still_held(settled)
+
+
+def _still_held(settled: sending.Settled) -> None:
+    if settled.in_flight:
+        click.echo(
+            f"{settled.in_flight} messages were still held by a worker; the counts may "
+            "still move by that many",
+            err=True,
+        )

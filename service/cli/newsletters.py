@@ -38,16 +38,19 @@ def create_command(
 ) -> None:
     """Create a newsletter."""
     with ctx.transaction() as session:
-        newsletter = newsletters.create(
-            session,
-            slug=slug,
-            name=name,
-            sender_email=sender_email,
-            sender_name=sender_name,
-            language=language,
-            postal_address=postal_address,
-            reply_to=reply_to,
-        )
+        try:
+            newsletter = newsletters.create(
+                session,
+                slug=slug,
+                name=name,
+                sender_email=sender_email,
+                sender_name=sender_name,
+                language=language,
+                postal_address=postal_address,
+                reply_to=reply_to,
+            )
+        except newsletters.BadNewsletter as exc:
+            raise click.ClickException(str(exc)) from exc
         click.echo(f"created newsletter {newsletter.slug} (id {newsletter.id})")
 
 

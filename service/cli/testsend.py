@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from service import editions, testsend
-from service.cli.context import CliContext
+from service.cli.context import ID, CliContext
 
 pass_context = click.make_pass_decorator(CliContext)
 
 
 @click.command("test-send")
-@click.argument("edition_id", type=int)
+@click.argument("edition_id", type=ID)
 @click.argument("addresses", nargs=-1, required=True)
 @pass_context
 def test_send_command(ctx: CliContext, edition_id: int, addresses: tuple[str, ...]) -> None:

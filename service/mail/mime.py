@@ -2,9 +2,10 @@
 
 `prepare` does the per-edition work: header encoding, the MIME skeleton, and
 the quoted-printable encoding of the frozen HTML and text, cut at the
-placeholders. `personalise` does the per-recipient work: a token, the encoding
-of the few short values that fill the placeholders, the headers that name the
-recipient, and one join. About 50 µs of CPU for an 80 KB edition, DKIM aside.
+placeholders. `personalise` does the per-recipient work: one token per link
+purpose, the encoding of the few short values that fill the placeholders, the
+headers that name the recipient, and one join. About 50 µs of CPU for an 80 KB
+edition, DKIM aside.
 """
 
 from __future__ import annotations
@@ -16,16 +17,44 @@ import html
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.policy import SMTP
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from pathlib import Path
 
-from service import tokens
-from service.mail.render import GREETING, TOKEN
+from service import text, tokens
+from service.addresses import for_sending
+from service.mail.render import (
+    CLICK_TOKEN,
+    FEEDBACK_TOKEN,
+    GREETING,
+    OPEN_TOKEN,
+    PREFS_TOKEN,
+    TOKEN,
+    UNSUBSCRIBE_TOKEN,
+)
 from service.translations import translator
 
-DELIVERY_PURPOSE = "delivery"  # the token in every per-delivery public link
+# Each link of a message carries a token that can do one thing only, since image
+# proxies, link scanners, forwarded mail and the mailbox provider all see them.
+# Every one of these signs the delivery id alone.
+OPEN_PURPOSE = "open"  # the pixel: records an open
+CLICK_PURPOSE = "click"  # /c/<token>/<n>: records a click, redirects to link n of the edition
+FEEDBACK_PURPOSE = "feedback"  # /f/<token>/yes|no
+UNSUBSCRIBE_PURPOSE = "unsubscribe"  # List-Unsubscribe (URL and mailto) and the footer link
+DELIVERY_PREFS_PURPOSE = "delivery-prefs"  # the footer's link to the preference centre
 BOUNCE_PURPOSE = "bounce"  # the token in the VERP envelope sender
+# Mail sent before purposes were split carries this token in every link. It still
+# does what those links did (open, click, feedback, unsubscribe, the preference
+# centre) and nothing more; nothing mints it but editions frozen back then.
+DELIVERY_PURPOSE = "delivery"
+
+_TOKEN_PURPOSES = {
+    OPEN_TOKEN: OPEN_PURPOSE,
+    CLICK_TOKEN: CLICK_PURPOSE,
+    FEEDBACK_TOKEN: FEEDBACK_PURPOSE,
+    UNSUBSCRIBE_TOKEN: UNSUBSCRIBE_PURPOSE,
+    PREFS_TOKEN: DELIVERY_PREFS_PURPOSE,
+    TOKEN: DELIVERY_PURPOSE,
+}
 
 
 @dataclass(frozen=True)
@@ -58,7 +87,7 @@ class _Encoded:
     """
 
     chunks: tuple[bytes, ...]  # one more than holes
-    holes: tuple[str, ...]  # TOKEN or GREETING, in order
+    holes: tuple[str, ...]  # placeholders (a token's or GREETING), in order
 
     def fill(self, values: dict[str, bytes]) -> bytes:
         """The encoded body with each hole replaced by its encoded value."""
@@ -68,7 +97,7 @@ class _Encoded:
         return b"".join(pieces)
 
 
-_PLACEHOLDER = re.compile(f"({re.escape(TOKEN)}|{re.escape(GREETING)})")
+_PLACEHOLDER = re.compile("(" + "|".join(map(re.escape, [GREETING, *_TOKEN_PURPOSES])) + ")")
 
 
 def _encode_template(text: str) -> _Encoded:
@@ -139,6 +168,8 @@ class PreparedEdition:
     greeting_anonymous: str
     boundary: str
     dkim: DkimKey | None = None
+    # (placeholder, purpose) of the tokens the bodies hold, minted per recipient.
+    token_holes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,25 +182,104 @@ class Envelope:
     message_id: str
 
 
-def _fold(name: str, value: str) -> bytes:
-    if value.isascii() and "\n" not in value and "\r" not in value:
-        return _fold_ascii(name, value)  # the common case, without the email parser
-    # Going through the header factory applies RFC 2047 to non-ASCII words.
-    folded: str = SMTP.header_factory(name, value).fold(policy=SMTP)
-    return folded.encode("ascii")
+class UnsafeHeader(ValueError):
+    """A header value holds a line break or another control character.
+
+    Written as is, it would end the header and start another (header injection).
+    The doors clean such text (service.text); reaching this means one did not.
+    """
 
 
-def _fold_ascii(name: str, value: str, width: int = 78) -> bytes:
-    # Break at spaces so no line passes 78 characters (RFC 5322 2.1.1); a word
+# Line breaks in any of the forms a parser may honour, and the other C0/C1 controls.
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+_HEADER_NAME = re.compile("[!-9;-~]+")  # RFC 5322 ftext
+# Encoded words of at most 36 bytes (48 base64 characters, 60 in all): with a header
+# name of up to 14 characters the first line stays within RFC 2047's 76.
+_WORD_BYTES = 36
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?: [A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")
+
+
+def fold(name: str, value: str, *, utf8: bool = False) -> bytes:
+    """One header line, folded: the only way Hebdo writes a header.
+
+    ASCII values are folded at spaces within 78 characters. Other values are
+    written as RFC 2047 encoded words, unless `utf8` is set for a message that
+    goes out with SMTPUTF8, whose headers may carry UTF-8 as is (RFC 6532).
+    Raises UnsafeHeader for a line break or control character in the value,
+    whoever the caller: such a value must never reach the wire.
+    """
+    if _UNSAFE.search(value) or not _HEADER_NAME.fullmatch(name):
+        raise UnsafeHeader(
+            f"{name!r} header: a line break or control character cannot go into a header"
+        )
+    if value.isascii():
+        return _fold_words(name, value.split(" "), 78).encode("ascii")
+    if utf8:
+        return _fold_words(name, value.split(" "), 78).encode("utf-8")
+    return _fold_words(name, encoded_words(value), 76).encode("ascii")
+
+
+def encoded_words(text: str) -> list[str]:
+    """`text` as RFC 2047 encoded words (UTF-8, base64), each of whole characters.
+
+    Decoders join adjacent encoded words without the space between them, so the
+    spaces of the text travel inside the words and the decoded text is exact.
+    """
+    chunks: list[bytes] = []
+    chunk = b""
+    for char in text:
+        encoded = char.encode("utf-8", "replace")
+        if chunk and len(chunk) + len(encoded) > _WORD_BYTES:
+            chunks.append(chunk)
+            chunk = b""
+        chunk += encoded
+    chunks.append(chunk)
+    return [
+        "=?utf-8?b?" + binascii.b2a_base64(chunk, newline=False).decode("ascii") + "?="
+        for chunk in chunks
+    ]
+
+
+def phrase(text: str) -> str:
+    """A display name (or List-Id label) as an RFC 5322 phrase, in ASCII.
+
+    Atoms stay as they are, other ASCII text becomes a quoted string, and
+    non-ASCII text becomes encoded words; "=?" is quoted so it is never decoded.
+    """
+    if not text.isascii():
+        return " ".join(encoded_words(text))
+    if _ATOMS.fullmatch(text) and "=?" not in text:
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unstructured(text: str) -> str:
+    """Free text (a subject) in ASCII: as is, or as encoded words when it is not ASCII.
+
+    ASCII text holding "=?" is encoded too, so no reader's client decodes it as
+    an encoded word the editor never wrote.
+    """
+    if text.isascii() and "=?" not in text:
+        return text
+    return " ".join(encoded_words(text))
+
+
+def mailbox(name: str, address: str) -> str:
+    """An address header value: `phrase <address>`, or the bare address without a name."""
+    return f"{phrase(name)} <{address}>" if name else address
+
+
+def _fold_words(name: str, words: list[str], width: int) -> str:
+    # Break at spaces so no line passes `width` characters (RFC 5322 2.1.1); a word
     # longer than a line stays whole, which the 998-character limit allows.
     lines, current = [], f"{name}:"
-    for word in value.split(" "):
+    for word in words:
         if len(current) + 1 + len(word) > width and current.strip() and current != f"{name}:":
             lines.append(current)
             current = ""
         current = f"{current} {word}"
     lines.append(current)
-    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+    return "\r\n".join(lines) + "\r\n"
 
 
 def prepare(
@@ -190,21 +300,31 @@ def prepare(
     dkim: DkimKey | None = None,
 ) -> PreparedEdition:
     """Do the per-edition work of building messages, once."""
+    # The doors already clean these (service.text); rows stored before they did are
+    # cleaned here too, so an old newsletter's name cannot stop its sends.
+    sender_name = text.sender_name(sender_name)
+    newsletter_name = text.newsletter_name(newsletter_name)
+    subject = text.one_line(subject, limit=text.SUBJECT_MAX, field="subject")
+    # An internationalised domain goes out in its ASCII form (service.addresses).
+    sender_email = for_sending(sender_email)
     sender_domain = sender_email.rpartition("@")[2]
     list_host = base_url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    list_id = f"<{newsletter_slug}.{list_host}>"
     headers = [
-        _fold("From", formataddr((sender_name, sender_email), charset="utf-8")),
-        _fold("Subject", subject),
-        _fold("List-Id", f"{newsletter_name} <{newsletter_slug}.{list_host}>"),
-        _fold("List-Archive", f"<{base_url}/archive/{newsletter_slug}>"),
-        _fold("Precedence", "bulk"),
-        _fold("Feedback-ID", f"{edition_id}:{newsletter_slug}:hebdo"),
-        _fold("MIME-Version", "1.0"),
+        fold("From", mailbox(sender_name, sender_email)),
+        fold("Subject", unstructured(subject)),
+        fold("List-Id", f"{phrase(newsletter_name)} {list_id}" if newsletter_name else list_id),
+        fold("List-Archive", f"<{base_url}/archive/{newsletter_slug}>"),
+        fold("Precedence", "bulk"),
+        fold("Feedback-ID", f"{edition_id}:{newsletter_slug}:hebdo"),
+        fold("MIME-Version", "1.0"),
     ]
     if reply_to:
-        headers.append(_fold("Reply-To", reply_to))
+        headers.append(fold("Reply-To", for_sending(reply_to)))
     _ = translator(language)
     boundary = "=_hebdo_" + hashlib.sha256(f"{edition_id}:{secret}".encode()).hexdigest()[:24]
+    html_template, text_template = _encode_template(html_body), _encode_template(text_body)
+    present = set(html_template.holes) | set(text_template.holes)
     return PreparedEdition(
         edition_id=edition_id,
         secret=secret,
@@ -212,12 +332,13 @@ def prepare(
         sender_domain=sender_domain,
         bounce_domain=bounce_domain or sender_domain,
         shared_headers=b"".join(headers),
-        html=_encode_template(html_body),
-        text=_encode_template(text_body),
+        html=html_template,
+        text=text_template,
         greeting_named=_("Hello {name},"),  # a pattern: filled per recipient
         greeting_anonymous=_("Hello,"),
         boundary=boundary,
         dkim=dkim,
+        token_holes=tuple((hole, p) for hole, p in _TOKEN_PURPOSES.items() if hole in present),
     )
 
 
@@ -247,28 +368,50 @@ def _qp(text: str) -> bytes:
     return _dotless(encoded.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
 
 
+def _token_hole(token: str) -> bytes:
+    """A token as it fills a hole: what _line_end(_qp(token)) gives, without the work.
+
+    A token is URL-safe base64 (nothing quoted-printable escapes, no leading dot)
+    and far shorter than a line, so it is itself followed by a soft line break.
+    """
+    return token.encode("ascii") + b"=\r\n"
+
+
 def personalise(
     prepared: PreparedEdition, delivery_id: int, email: str, name: str, now: datetime
 ) -> Envelope:
-    """Build one recipient's message from the prepared edition."""
-    token = tokens.sign(prepared.secret, DELIVERY_PURPOSE, delivery_id)
+    """Build one recipient's message from the prepared edition.
+
+    Raises service.text.UnusableText for a name holding a NUL and
+    service.addresses.InvalidAddress for an address that cannot be written:
+    the send loop fails that one delivery with the reason.
+    """
+    rcpt = for_sending(email)
+    name = text.person_name(name)  # under 1 µs; a name stored before the rule is cleaned
+    unsubscribe_token = tokens.sign(prepared.secret, UNSUBSCRIBE_PURPOSE, delivery_id)
+    values = {
+        hole: _token_hole(
+            unsubscribe_token
+            if purpose == UNSUBSCRIBE_PURPOSE
+            else tokens.sign(prepared.secret, purpose, delivery_id)
+        )
+        for hole, purpose in prepared.token_holes
+    }
     greeting = prepared.greeting_named.format(name=name) if name else prepared.greeting_anonymous
-    encoded_token = _line_end(_qp(token))
-    html_part = prepared.html.fill(
-        {TOKEN: encoded_token, GREETING: _line_end(_qp(html.escape(greeting)))}
-    )
-    text_part = prepared.text.fill({TOKEN: encoded_token, GREETING: _line_end(_qp(greeting))})
+    html_part = prepared.html.fill({**values, GREETING: _line_end(_qp(html.escape(greeting)))})
+    text_part = prepared.text.fill({**values, GREETING: _line_end(_qp(greeting))})
     mid = message_id(prepared, delivery_id)
-    unsubscribe = f"{prepared.base_url}/u/{token}"
-    mailto = f"mailto:unsubscribe+{token}@{prepared.bounce_domain}"
+    unsubscribe = f"{prepared.base_url}/u/{unsubscribe_token}"
+    mailto = f"mailto:unsubscribe+{unsubscribe_token}@{prepared.bounce_domain}"
     boundary = prepared.boundary.encode()
     headers = (
-        _fold("To", formataddr((name, email), charset="utf-8") if name else email)
-        + _fold("Date", format_datetime(now))
-        + _fold("Message-ID", mid)
+        # A non-ASCII local part goes out with SMTPUTF8, whose headers may be UTF-8.
+        fold("To", mailbox(name, rcpt), utf8=not rcpt.isascii())
+        + fold("Date", format_datetime(now))
+        + fold("Message-ID", mid)
         + prepared.shared_headers
         + f"List-Unsubscribe: <{unsubscribe}>,\r\n <{mailto}>\r\n".encode("ascii")
-        + _fold("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+        + fold("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
         + b'Content-Type: multipart/alternative;\r\n boundary="'
         + boundary
         + b'"\r\n'
@@ -289,7 +432,7 @@ def personalise(
     data = headers + body
     if prepared.dkim is not None:
         data = _dkim_sign(prepared.dkim, data) + data
-    return Envelope(verp_sender(prepared, delivery_id), email, data, mid)
+    return Envelope(verp_sender(prepared, delivery_id), rcpt, data, mid)
 
 
 def _dkim_sign(key: DkimKey, data: bytes) -> bytes:

@@ -1,7 +1,7 @@
 """Render an edition once: Jinja2, premailer, tracked links and a text part.
 
-The result is frozen on the edition with a few placeholders (greeting, delivery
-token) that service.mail.mime substitutes per recipient. Nothing here touches
+The result is frozen on the edition with a few placeholders (greeting, one
+token per link purpose) that service.mail.mime substitutes per recipient. Nothing here touches
 the network or the database session; it turns data into strings.
 """
 
@@ -29,7 +29,15 @@ from service.translations import translator
 # Per-recipient placeholders: plain ASCII words that survive premailer, lxml and
 # quoted-printable untouched, so personalisation is a string replacement.
 GREETING = "HEBDOxGREETINGx"
-TOKEN = "HEBDOxTOKENx"  # noqa: S105 - a placeholder, not a secret
+# One placeholder per link purpose, so a link can do one thing only (see mime.py).
+OPEN_TOKEN = "HEBDOxOPENx"  # noqa: S105 - placeholders, not secrets
+CLICK_TOKEN = "HEBDOxCLICKx"  # noqa: S105
+FEEDBACK_TOKEN = "HEBDOxFEEDBACKx"  # noqa: S105
+UNSUBSCRIBE_TOKEN = "HEBDOxUNSUBSCRIBEx"  # noqa: S105
+PREFS_TOKEN = "HEBDOxPREFSx"  # noqa: S105
+# Editions frozen before tokens had purposes carry this one in every link; it is
+# still filled (with the legacy delivery token) so their sends can finish.
+TOKEN = "HEBDOxTOKENx"  # noqa: S105
 
 _SAFE_TAGS = {
     "p", "br", "strong", "em", "b", "i", "a", "ul", "ol", "li", "h2", "h3", "h4",
@@ -52,14 +60,14 @@ class RenderedEdition:
 
 @dataclass(frozen=True)
 class PublicUrls:
-    """The per-recipient URLs, built from the base URL and a token (or placeholder)."""
+    """The per-recipient URLs, each with the placeholder of its own purpose."""
 
     base_url: str
-    token: str | None  # None: the archive copy, which carries no personal link
+    personal: bool  # False: the archive copy, which carries no personal link
 
     def as_context(self, web_version: str) -> dict[str, str | None]:
         """The `urls` mapping the email templates expect."""
-        if self.token is None:
+        if not self.personal:
             return {
                 "unsubscribe": None,
                 "preferences": None,
@@ -68,14 +76,14 @@ class PublicUrls:
                 "feedback_no": None,
                 "open_pixel": None,
             }
-        base, token = self.base_url, self.token
+        base = self.base_url
         return {
-            "unsubscribe": f"{base}/u/{token}",
-            "preferences": f"{base}/p/{token}",
+            "unsubscribe": f"{base}/u/{UNSUBSCRIBE_TOKEN}",
+            "preferences": f"{base}/p/{PREFS_TOKEN}",
             "web_version": web_version,
-            "feedback_yes": f"{base}/f/{token}/yes",
-            "feedback_no": f"{base}/f/{token}/no",
-            "open_pixel": f"{base}/o/{token}.gif",
+            "feedback_yes": f"{base}/f/{FEEDBACK_TOKEN}/yes",
+            "feedback_no": f"{base}/f/{FEEDBACK_TOKEN}/no",
+            "open_pixel": f"{base}/o/{OPEN_TOKEN}.gif",
         }
 
 
@@ -264,12 +272,12 @@ def render_edition(
 ) -> RenderedEdition:
     """Render the edition's email once: subject, inlined HTML and text.
 
-    With personal=True the links carry the TOKEN placeholder and outbound links
-    are tracked; with personal=False (the web archive) nothing is personal.
+    With personal=True the links carry the placeholder of their purpose and
+    outbound links are tracked; with personal=False (the web archive) nothing is personal.
     """
     env = _environment(templates_path)
     web_version = f"{base_url}/archive/{newsletter.slug}/{edition.number}"
-    urls = PublicUrls(base_url, TOKEN if personal else None).as_context(web_version)
+    urls = PublicUrls(base_url, personal).as_context(web_version)
     context = build_context(edition, newsletter, base_url, urls)
     if not personal:
         context["greeting"] = Markup("")
@@ -278,7 +286,7 @@ def render_edition(
     html_body = inline_css(env.get_template("edition/body.html").render(context), css)
     links: list[str] = []
     if personal:
-        html_body, links = track_links(html_body, base_url, TOKEN)
+        html_body, links = track_links(html_body, base_url, CLICK_TOKEN)
     text_body = env.get_template("edition/body.txt").render(context)
     return RenderedEdition(
         subject=" ".join(subject.split()),

@@ -14,11 +14,14 @@ import ssl
 from types import TracebackType
 from typing import Literal
 
+from service.addresses import InvalidAddress, for_sending
 from service.config import SmtpRelay
 
 _ENHANCED_STATUS = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
 
 Stage = Literal["connect", "mail", "rcpt", "data"]
+
+SMTPUTF8_REFUSED = "the relay does not accept SMTPUTF8"
 
 
 class DeliveryError(Exception):
@@ -52,6 +55,19 @@ class PermanentFailure(DeliveryError):
         if self.stage != "rcpt" or self.code is None:
             return False
         return mailbox_is_bad(enhanced_status(str(self)), self.code)
+
+
+class Smtputf8Unsupported(PermanentFailure):
+    """The address needs SMTPUTF8 (a non-ASCII local part) and the relay does not offer it.
+
+    Fails this one delivery: it says nothing of the mailbox (never suppress the
+    address) nor of the relay's health (the other readers go on).
+    """
+
+    @property
+    def hard_bounce(self) -> bool:
+        """Never: the mailbox may be fine, another relay could deliver to it."""
+        return False
 
 
 class RelayUnavailable(DeliveryError):
@@ -146,7 +162,14 @@ class SmtpTransport:
         return client
 
     def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None:
-        """Send one message; raise a DeliveryError subclass if it was not accepted."""
+        """Send one message; raise a DeliveryError subclass if it was not accepted.
+
+        Internationalised domains go out in their ASCII form; an address whose
+        local part is not ASCII goes out with SMTPUTF8, or fails with
+        Smtputf8Unsupported when the relay does not offer it.
+        """
+        mail_from = _envelope_address(mail_from, "mail")
+        rcpt_to = _envelope_address(rcpt_to, "rcpt")
         if self._client is not None:
             try:
                 self._transact(self._client, mail_from, rcpt_to, data)
@@ -163,12 +186,16 @@ class SmtpTransport:
             raise TemporaryFailure(f"connection lost: {exc}", stage="mail") from exc
 
     def _transact(self, client: smtplib.SMTP, mail_from: str, rcpt_to: str, data: bytes) -> None:
+        if not _PLAIN_ADDRESS.fullmatch(rcpt_to) and smtplib.quoteaddr(rcpt_to) != f"<{rcpt_to}>":
+            # smtplib would parse it and send to what it finds ("not an address" → <not>):
+            # another mailbox than the row names. Refused before the transaction starts.
+            raise PermanentFailure(f"not a valid address: {rcpt_to!r}", stage="rcpt")
         options = [f"SIZE={len(data)}"] if client.has_extn("size") else []
         if not (mail_from.isascii() and rcpt_to.isascii()):
             if not client.has_extn("smtputf8"):
-                raise PermanentFailure(
-                    "the relay cannot take a non-ASCII address (no SMTPUTF8)", stage="mail"
-                )
+                if not mail_from.isascii():  # our own sender: every message would fail
+                    raise PermanentFailure(SMTPUTF8_REFUSED + " (sender address)", stage="mail")
+                raise Smtputf8Unsupported(SMTPUTF8_REFUSED, stage="rcpt")
             options.append("SMTPUTF8")
         try:
             code, reply = _mail(client, mail_from, options)
@@ -220,6 +247,13 @@ class SmtpTransport:
             client.quit()
         except (smtplib.SMTPException, OSError):
             client.close()
+
+
+def _envelope_address(address: str, stage: Stage) -> str:
+    try:
+        return for_sending(address)
+    except InvalidAddress as exc:
+        raise PermanentFailure(f"cannot send to {address!r}: {exc}", stage=stage) from exc
 
 
 # An address smtplib's quoteaddr() would return unchanged inside <>: the envelope

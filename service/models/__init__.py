@@ -1,9 +1,10 @@
 """The data model, one module per aggregate."""
 
 from service.models._types import utcnow
+from service.models.confirmation import ConfirmationMail, ConfirmationStatus
 from service.models.delivery import Delivery, DeliveryStatus
 from service.models.edition import Edition, EditionStatus, NewsItem
-from service.models.editor import Editor, EditorRole
+from service.models.editor import Editor, EditorRole, EditorSession
 from service.models.event import Event, EventKind
 from service.models.newsletter import Newsletter
 from service.models.ratelimit import RateWindow
@@ -18,12 +19,15 @@ from service.models.subscriber import (
 )
 
 __all__ = [
+    "ConfirmationMail",
+    "ConfirmationStatus",
     "Delivery",
     "DeliveryStatus",
     "Edition",
     "EditionStatus",
     "Editor",
     "EditorRole",
+    "EditorSession",
     "Event",
     "EventKind",
     "NewsItem",

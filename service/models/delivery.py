@@ -39,6 +39,10 @@ class Delivery(Base):
         str_enum(DeliveryStatus), default=DeliveryStatus.QUEUED
     )
     attempts: Mapped[int] = mapped_column(default=0)
+    # Claims since the row last recorded an outcome. A row that keeps coming back
+    # through lease expiry (its worker dies on it each time) is failed once it has
+    # come back more than max_attempts times, so an edition always finishes.
+    claims: Mapped[int] = mapped_column(default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(250))
     claimed_by: Mapped[str | None] = mapped_column(String(100))

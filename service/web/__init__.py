@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, abort, request
 
 from service.web import (
     archive,
@@ -17,6 +17,7 @@ from service.web import (
     reader,
     subscribers,
 )
+from service.web.i18n import _
 
 
 def register(app: Flask) -> None:
@@ -34,12 +35,33 @@ def register(app: Flask) -> None:
     ):
         app.register_blueprint(module.blueprint)
     i18n.init_app(app)
+    app.before_request(_refuse_nul)
     app.after_request(_security_headers)
+    if app.extensions["hebdo.settings"].base_url.startswith("https://"):
+        app.after_request(_strict_transport_security)
     app.teardown_appcontext(deps.close_db)
+
+
+def _refuse_nul() -> None:
+    # PostgreSQL refuses NUL in any text (a 500 from the driver) and no field of ours may
+    # hold one: the address, the query string and the form are checked once, here.
+    values = [request.path, *request.args.values(), *request.form.values()]
+    for name, items in (*request.args.lists(), *request.form.lists()):
+        values.append(name)
+        values.extend(items)
+    if any("\x00" in value for value in values):
+        abort(400, _("A NUL character is not allowed in a web address or a form field."))
 
 
 def _security_headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
+    return response
+
+
+def _strict_transport_security(response: Response) -> Response:
+    # Only when the site is served over https (BASE_URL): browsers then never try
+    # plain http again, so a network attacker cannot strip TLS or read the cookie.
+    response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     return response

@@ -134,7 +134,7 @@ def _updated(edition: Edition) -> datetime:
 def _entry_html(edition: Edition, newsletter: Newsletter, base_url: str) -> str:
     web_version = f"{base_url}/archive/{newsletter.slug}/{edition.number}"
     context = build_context(
-        edition, newsletter, base_url, PublicUrls(base_url, None).as_context(web_version)
+        edition, newsletter, base_url, PublicUrls(base_url, personal=False).as_context(web_version)
     )
     return render_template("web/archive_entry.html", **context)
 

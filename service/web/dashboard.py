@@ -8,7 +8,17 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
@@ -18,6 +28,7 @@ from service.web.deps import db, editor_required, settings
 from service.web.i18n import _, babel_locale, ngettext
 
 blueprint = Blueprint("dashboard", __name__)
+FAILURES_SHOWN = 50  # the failed deliveries listed on the edition page; the CLI lists all
 
 
 @blueprint.get("/")
@@ -60,9 +71,12 @@ def edition(edition_id: int) -> str:
     slot = scheduling.next_slot(found.newsletter, now)
     proposed = found.scheduled_at if found.status == EditionStatus.SCHEDULED else slot
     assert proposed is not None
+    failed_count, failures = deliveries.failures(db(), edition_id, limit=FAILURES_SHOWN)
     return render_template(
         "web/edition.html",
         edition=found,
+        failures=failures,
+        failed_count=failed_count,
         progress=deliveries.progress(db(), edition_id),
         estimate=sending.estimate(db(), found, now),
         zone=zone.key,
@@ -136,14 +150,48 @@ def unschedule_edition(edition_id: int) -> Response:
 @editor_required
 def pause_edition(edition_id: int) -> Response:
     """Pause the send; the rest waits for Resume."""
-    return _control(edition_id, lambda e: sending.pause(db(), e), _("Paused."))
+    return _stop(edition_id, lambda e: sending.pause(db(), e))
 
 
 @blueprint.post("/editions/<int:edition_id>/cancel")
 @editor_required
 def cancel_edition(edition_id: int) -> Response:
     """Cancel the send for good."""
-    return _control(edition_id, lambda e: sending.cancel(db(), e), _("Cancelled."))
+    return _stop(edition_id, lambda e: sending.cancel(db(), e))
+
+
+def _stop(edition_id: int, operation: Callable[[Edition], object]) -> Response:
+    """Pause or cancel, then report the counts once the messages in flight are settled."""
+    found = _found(edition_id)
+    try:
+        operation(found)
+    except deliveries.SendError as exc:
+        db().rollback()
+        flash(str(exc), "error")
+        return _back(edition_id)
+    db().commit()
+    settled = sending.settle(current_app.extensions["hebdo.sessions"], edition_id)
+    p = settled.progress
+    if found.status == EditionStatus.PAUSED:
+        flash(_("Paused: {sent} sent, {left} left.", sent=p.sent, left=p.remaining), "ok")
+    else:
+        flash(
+            _(
+                "Cancelled: {cancelled} will not go out, {sent} sent.",
+                cancelled=p.cancelled,
+                sent=p.sent,
+            ),
+            "ok",
+        )
+    if settled.in_flight:
+        flash(
+            _(
+                "Still being handed to the relay: {n}. The counts may still move by that many.",
+                n=settled.in_flight,
+            ),
+            "error",
+        )
+    return _back(edition_id)
 
 
 @blueprint.post("/editions/<int:edition_id>/resume")

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from flask import current_app, g, redirect, request, session, url_for
 from sqlalchemy.orm import Session, sessionmaker
 
+from service import editors
 from service.config import Settings
 from service.models import Editor
 
@@ -37,11 +38,17 @@ def close_db(_: BaseException | None = None) -> None:
 
 
 def current_editor() -> Editor | None:
-    """The logged-in editor, if any."""
-    editor_id = session.get("editor_id")
-    if editor_id is None:
-        return None
-    return db().get(Editor, editor_id)
+    """The logged-in editor, if any: the cookie's session must still be live on the server."""
+    if "editor" not in g:
+        token = session.get("sid")
+        found = None
+        if token is not None:
+            found = editors.session_editor(db(), token)
+            db().commit()  # the session's last use, or its end if it expired
+            if found is None:
+                session.pop("sid", None)  # ended elsewhere: the cookie forgets it too
+        g.editor = found
+    return g.editor  # type: ignore[no-any-return]
 
 
 def editor_required(view: F) -> F:

@@ -1,7 +1,10 @@
 """Public reader links: unsubscribe (RFC 8058), open pixel, clicks, feedback.
 
-Every URL carries a signed delivery token; a forged or tampered one gets a 404
-and changes nothing. None of these endpoints needs a cookie or a login.
+Every URL carries a signed delivery token of its own purpose (service.mail.mime):
+an open token only records an open, a click token only a click, and so on. A
+forged or tampered token, or one of another purpose, gets a 404 and changes
+nothing. Mail sent before purposes were split carries the legacy delivery token,
+which every endpoint here still takes. None of them needs a cookie or a login.
 """
 
 from __future__ import annotations
@@ -12,7 +15,13 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from service import tokens, tracking
 from service.app import csrf
-from service.mail.mime import DELIVERY_PURPOSE
+from service.mail.mime import (
+    CLICK_PURPOSE,
+    DELIVERY_PURPOSE,
+    FEEDBACK_PURPOSE,
+    OPEN_PURPOSE,
+    UNSUBSCRIBE_PURPOSE,
+)
 from service.web import i18n
 from service.web.deps import db, settings
 
@@ -21,9 +30,11 @@ blueprint = Blueprint("public", __name__)
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
-def _delivery_id(token: str) -> int:
+def _delivery_id(token: str, purpose: str) -> int:
     try:
-        (delivery_id,) = tokens.verify(settings().secret_key, DELIVERY_PURPOSE, token, 1)
+        (delivery_id,) = tokens.verify_any(
+            settings().secret_key, (purpose, DELIVERY_PURPOSE), token, 1
+        )
     except tokens.BadToken:
         abort(404)
     return delivery_id
@@ -32,7 +43,7 @@ def _delivery_id(token: str) -> int:
 @blueprint.get("/u/<token>")
 def unsubscribe_page(token: str) -> str:
     """Show a one-button page; GET never unsubscribes (link scanners follow GETs)."""
-    delivery_id = _delivery_id(token)
+    delivery_id = _delivery_id(token, UNSUBSCRIBE_PURPOSE)
     try:
         ref = tracking.lookup(db(), delivery_id)
     except tracking.UnknownDelivery:
@@ -45,7 +56,7 @@ def unsubscribe_page(token: str) -> str:
 @csrf.exempt  # RFC 8058: mail clients POST with no cookie; the signed token authorises
 def unsubscribe(token: str) -> tuple[str, int]:
     """One-click unsubscribe: effective at once, no confirmation step."""
-    delivery_id = _delivery_id(token)
+    delivery_id = _delivery_id(token, UNSUBSCRIBE_PURPOSE)
     session = db()
     try:
         reason = (request.form.get("reason") or "").strip()[:500] or None
@@ -60,14 +71,18 @@ def unsubscribe(token: str) -> tuple[str, int]:
 @blueprint.get("/o/<token>.gif")
 def open_pixel(token: str) -> Response:
     """Record an open and answer with a transparent GIF."""
+    status = 200
     try:
-        (delivery_id,) = tokens.verify(settings().secret_key, DELIVERY_PURPOSE, token, 1)
+        (delivery_id,) = tokens.verify_any(
+            settings().secret_key, (OPEN_PURPOSE, DELIVERY_PURPOSE), token, 1
+        )
         session = db()
         tracking.record_open(session, delivery_id)
         session.commit()
     except (tokens.BadToken, tracking.UnknownDelivery):
-        pass  # a pixel never errors: the reader's mail client shows nothing either way
-    response = Response(PIXEL, mimetype="image/gif")
+        # Still the transparent GIF, so a mail client shows no broken image either way.
+        status = 404
+    response = Response(PIXEL, status=status, mimetype="image/gif")
     response.headers["Cache-Control"] = "no-store, max-age=0"
     return response
 
@@ -75,7 +90,7 @@ def open_pixel(token: str) -> Response:
 @blueprint.get("/c/<token>/<int:index>")
 def click(token: str, index: int) -> Response:
     """Record a click and redirect to the link stored with the edition."""
-    delivery_id = _delivery_id(token)
+    delivery_id = _delivery_id(token, CLICK_PURPOSE)
     session = db()
     try:
         target = tracking.record_click(session, delivery_id, index)
@@ -88,7 +103,7 @@ def click(token: str, index: int) -> Response:
 @blueprint.get("/f/<token>/<any(yes, no):answer>")
 def feedback(token: str, answer: str) -> str:
     """Record "did you like this edition?" and thank the reader."""
-    delivery_id = _delivery_id(token)
+    delivery_id = _delivery_id(token, FEEDBACK_PURPOSE)
     session = db()
     try:
         i18n.use_newsletter_locale(session, tracking.lookup(session, delivery_id).newsletter_id)

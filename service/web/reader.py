@@ -1,7 +1,9 @@
 """Reader pages: signup with double opt-in, confirmation, and the preference centre.
 
 Readers have no account: the signup form is public and rate-limited per IP,
-the confirmation link and the preference link are signed tokens. Every form
+the confirmation link and the preference link are signed tokens. The reader's
+data (export, erasure) opens only from a fresh link mailed on request to their
+own address (/d/<token>/…), never from the preference link. Every form
 here carries a CSRF token except the embeddable signup form (see
 `subscribe_embed`). Views parse input, call one operation in service.signup or
 service.preferences, commit, then mail any notice and answer.
@@ -24,7 +26,9 @@ from service import newsletters, preferences, ratelimit, signup
 from service.addresses import InvalidAddress
 from service.app import csrf
 from service.mail.transport import SmtpTransport
-from service.models import Newsletter, Subscription, SubscriptionStatus, utcnow
+from service.models import Newsletter, Subscriber, Subscription, SubscriptionStatus, utcnow
+from service.numbers import int_or_none
+from service.text import UnusableText
 from service.web.deps import db, settings
 from service.web.i18n import translator
 
@@ -69,12 +73,16 @@ def _not_found(lang: str = "fr") -> Page:
 
 def _send(result: signup.SignupResult) -> None:
     """Mail the notice a signup calls for, after its commit; failures are logged only."""
-    if result.notice is None:
-        return
+    if result.notice is not None:
+        _mail(result.subscription_id, result.notice)
+
+
+def _mail(subscription_id: int, notice: signup.Notice) -> bool:
+    """Mail a notice about this subscription now, after the commit; whether it went."""
     session = db()
-    subscription = session.get(Subscription, result.subscription_id)
+    subscription = session.get(Subscription, subscription_id)
     if subscription is None:
-        return
+        return False
     config = settings()
     # A short timeout: the visitor is waiting, and a failure loses nothing (see send_notice).
     relays = tuple(
@@ -82,8 +90,9 @@ def _send(result: signup.SignupResult) -> None:
         for r in config.smtp_relays
     )
     with SmtpTransport(relays) as transport:
-        signup.send_notice(session, subscription, result.notice, config, transport)
+        sent = signup.send_notice(session, subscription, notice, config, transport)
     session.commit()
+    return sent
 
 
 # --- Signup ---------------------------------------------------------------------------
@@ -122,6 +131,11 @@ def _signup(newsletter: Newsletter, source: str) -> Page:
             session.rollback()
             return _render(
                 "subscribe.html", lang, 400, newsletter=newsletter, state="form", error=True
+            )
+        except UnusableText:
+            session.rollback()
+            return _render(
+                "subscribe.html", lang, 400, newsletter=newsletter, state="form", name_error=True
             )
         except IntegrityError:
             # Two posts for a new address at once: the other one created the row.
@@ -298,10 +312,13 @@ def preferences_save(token: str) -> Page | BaseResponse:
     locale = request.form.get("language", subscriber.locale)
     if locale not in signup.LANGUAGES:
         locale = subscriber.locale
-    preferences.update_profile(
-        session, subscriber, name=request.form.get("name", subscriber.name), locale=locale
-    )
-    wanted = {int(v) for v in request.form.getlist("newsletter") if v.isdigit()}
+    try:
+        preferences.update_profile(
+            session, subscriber, name=request.form.get("name", subscriber.name), locale=locale
+        )
+    except UnusableText:
+        return _back(token, "name_invalid")
+    wanted = {n for v in request.form.getlist("newsletter") if (n := int_or_none(v)) is not None}
     results = preferences.choose(
         session,
         subscriber,
@@ -326,10 +343,10 @@ def preferences_pause(token: str) -> Page | BaseResponse:
         preferences.resume(session, reader.subscriber)
         session.commit()
         return _back(token, "resumed")
-    weeks = request.form.get("weeks", "")
-    if not weeks.isdigit() or int(weeks) not in PAUSE_CHOICES:
+    weeks = int_or_none(request.form.get("weeks"))
+    if weeks not in PAUSE_CHOICES:
         return _back(token, "pause_invalid")
-    preferences.pause(session, reader.subscriber, int(weeks))
+    preferences.pause(session, reader.subscriber, weeks)
     session.commit()
     return _back(token, "paused")
 
@@ -342,10 +359,10 @@ def preferences_unsubscribe(token: str) -> Page | BaseResponse:
         return _not_found()
     session = db()
     reason = request.form.get("reason", "")
-    target = request.form.get("newsletter", "all")
-    if target.isdigit():
+    target = int_or_none(request.form.get("newsletter", "all"))
+    if target is not None:
         try:
-            preferences.leave(session, reader.subscriber, int(target), reason=reason)
+            preferences.leave(session, reader.subscriber, target, reason=reason)
         except LookupError:
             return _back(token, "nothing_to_do")
     else:
@@ -376,13 +393,48 @@ def preferences_resubscribe(token: str, newsletter_id: int) -> Page | BaseRespon
     return _back(token, "saved_confirm")
 
 
-@blueprint.get("/p/<token>/export.json")
-def preferences_export(token: str) -> Page | Response:
-    """Download everything held about the reader, as JSON."""
+@blueprint.post("/p/<token>/data")
+def preferences_data(token: str) -> Page | BaseResponse:
+    """Mail the reader a link to download or erase their data; the link alone acts."""
     reader = _reader(token)
     if reader is None:
         return _not_found()
-    data = preferences.export(db(), reader.subscriber)
+    notice = {"export": signup.Notice.DATA_EXPORT, "erase": signup.Notice.DATA_ERASE}.get(
+        request.form.get("action", "")
+    )
+    if notice is None:
+        return _back(token, "nothing_to_do")
+    session = db()
+    try:
+        subscription = preferences.request_data_link(session, reader)
+    except preferences.TooManyDataLinks:
+        session.commit()  # the refused request counts too
+        return _back(token, "data_limited")
+    except LookupError:
+        return _back(token, "nothing_to_do")
+    session.commit()
+    return _back(token, "data_sent" if _mail(subscription.id, notice) else "data_not_sent")
+
+
+# --- The reader's data, from a link mailed to them --------------------------------------
+
+
+def _data_reader(token: str, purpose: str) -> Subscriber | Page:
+    try:
+        return preferences.open_data_link(db(), settings().secret_key, purpose, token)
+    except preferences.DataLinkExpired as expired:
+        return _render("link_error.html", expired.locale, 410, kind="data_expired", newsletter=None)
+    except preferences.UnknownReader:
+        return _not_found()
+
+
+@blueprint.get("/d/<token>/export.json")
+def data_export(token: str) -> Page | Response:
+    """Download everything held about the reader, as JSON."""
+    subscriber = _data_reader(token, signup.EXPORT_PURPOSE)
+    if not isinstance(subscriber, Subscriber):
+        return subscriber
+    data = preferences.export(db(), subscriber)
     day = utcnow().date().isoformat()
     response = Response(
         json.dumps(data, ensure_ascii=False, indent=2) + "\n",
@@ -393,16 +445,22 @@ def preferences_export(token: str) -> Page | Response:
     return response
 
 
-@blueprint.post("/p/<token>/erase")
-def preferences_erase(token: str) -> Page | BaseResponse:
-    """Erase the reader and their personal data, once they ticked the confirmation box."""
-    reader = _reader(token)
-    if reader is None:
-        return _not_found()
-    lang = reader.subscriber.locale
+@blueprint.route("/d/<token>/erase", methods=["GET", "POST"])
+def data_erase(token: str) -> Page:
+    """Ask once more, then erase the reader and their personal data.
+
+    GET only shows the form (link scanners follow GETs); the POST needs the
+    CSRF token and the ticked box.
+    """
+    subscriber = _data_reader(token, signup.ERASE_PURPOSE)
+    if not isinstance(subscriber, Subscriber):
+        return subscriber
+    lang = subscriber.locale
+    if request.method == "GET":
+        return _render("data_erase.html", lang, token=token, subscriber=subscriber, error=False)
     if request.form.get("confirm") != "yes":
-        return _back(token, "erase_unconfirmed")
+        return _render("data_erase.html", lang, 400, token=token, subscriber=subscriber, error=True)
     session = db()
-    preferences.erase(session, reader.subscriber)
+    preferences.erase(session, subscriber)
     session.commit()
     return _render("goodbye.html", lang)

@@ -35,18 +35,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response as BaseResponse
 
-from service import exports, imports, newsletters, subscribers
+from service import confirmations, exports, imports, newsletters, signup, subscribers
 from service.imports import ImportProgress, ImportReport
 from service.models import Newsletter, Subscriber, SubscriberStatus, SubscriptionStatus, utcnow
+from service.numbers import int_or_none
 from service.subscribers import SubscriberFilter
-from service.web.deps import db, editor_required
+from service.web.deps import db, editor_required, settings
 from service.web.i18n import _, ngettext
 
 blueprint = Blueprint("subscribers", __name__, url_prefix="/subscribers")
 
 E = TypeVar("E", bound=enum.Enum)
-BULK_ACTIONS = ("tag", "untag", "unsubscribe", "delete")
-CONFIRMED_ACTIONS = ("unsubscribe", "delete")  # they cannot be undone from here
+BULK_ACTIONS = ("tag", "untag", "unsubscribe", "delete", "resend")
+CONFIRMED_ACTIONS = ("unsubscribe", "delete", "resend")  # they cannot be undone from here
 PREVIEW_ROWS = 10
 EXPORT_CHUNK = 64 * 1024
 EXPORT_SPOOL = 4 * 1024 * 1024  # above this the export spools to a temporary file
@@ -99,8 +100,7 @@ def _list_url(view: View) -> str:
 
 
 def _cursor(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
+    return int_or_none(request.args.get(name))
 
 
 @blueprint.get("/")
@@ -116,6 +116,11 @@ def index() -> str:
         "web/subscribers/index.html",
         view=view,
         page=page,
+        confirmation_mails=(
+            confirmations.progress(session, newsletter_id=view.newsletter.id)
+            if view.newsletter
+            else None
+        ),
         newsletters=newsletters.list_all(session),
         tags=subscribers.tags_in_use(session),
         subscription_statuses=list(SubscriptionStatus),
@@ -187,11 +192,13 @@ def bulk() -> str | BaseResponse:
         target = view.filter
         ids: list[int] = []
     else:
-        ids = sorted({int(value) for value in form.getlist("id") if value.isdigit()})
+        ids = sorted({n for value in form.getlist("id") if (n := int_or_none(value)) is not None})
         target = ids
         if not ids:
             flash(_("Select at least one subscriber, or choose “all matching”."), "error")
             return redirect(back)
+    if action == "resend":
+        return _resend(session, view, target, ids, confirmed=form.get("confirm") == "yes")
     tag = form.get("tag_name", "")  # "tag" is the list's tag filter
     if action in ("tag", "untag"):
         try:
@@ -238,6 +245,61 @@ def _confirm_page(
         ids=ids,
         scope="selected" if ids else "matching",
     )
+
+
+def _resend(
+    session: Session, view: View, target: subscribers.Target, ids: list[int], *, confirmed: bool
+) -> str | BaseResponse:
+    """Queue the confirmation email again for the pending readers among the target."""
+    back = _list_url(view)
+    if view.newsletter is None:
+        flash(_("Choose a newsletter to re-send its confirmation emails."), "error")
+        return redirect(back)
+    chosen = subscribers.target_ids(target)
+    if not confirmed:
+        total, emails = confirmations.resendable(session, view.newsletter.id, subscribers=chosen)
+        return render_template(
+            "web/subscribers/confirm_resend.html",
+            view=view,
+            total=total,
+            emails=emails,
+            ids=ids,
+            scope="selected" if ids else "matching",
+            cool_down=int(signup.RESEND_AFTER.total_seconds() // 60),
+        )
+    newsletter_id = view.newsletter.id
+    _request_id, queued = confirmations.resend(session, newsletter_id, subscribers=chosen)
+    session.commit()
+    if queued:
+        _enqueue_confirmations(newsletter_id)
+        flash(
+            ngettext("{n} confirmation email queued.", "{n} confirmation emails queued.", queued),
+            "ok",
+        )
+    else:
+        flash(_("No confirmation email queued: no pending reader could be mailed now."), "error")
+    return redirect(back)
+
+
+def _enqueuer() -> confirmations.Enqueue:
+    """Hand a newsletter's queued confirmations to the workers (call after the commit)."""
+    from worker.tasks.confirmations import enqueue_confirmations
+
+    broker_url = settings().broker_url
+    logger = current_app.logger
+
+    def enqueue(newsletter_id: int) -> None:
+        try:
+            enqueue_confirmations(broker_url, newsletter_id)
+        except Exception:
+            # The rows are queued in the database: the beat sweep hands them out later.
+            logger.exception("could not enqueue the confirmations of newsletter %s", newsletter_id)
+
+    return enqueue
+
+
+def _enqueue_confirmations(newsletter_id: int) -> None:
+    _enqueuer()(newsletter_id)
 
 
 # --- Import and export --------------------------------------------------------------
@@ -297,6 +359,7 @@ def import_csv() -> str | tuple[str, int] | Response:
         reason=reason or None,
         batch_size=int(current_app.config.get("HEBDO_IMPORT_BATCH", IMPORT_BATCH)),
         logger=current_app.logger,
+        enqueue=_enqueuer(),
     )
     # Started here, not in the generator: the import finishes (and the file goes)
     # even if the response is never read.
@@ -358,8 +421,10 @@ class _ImportRun:
         reason: str | None,
         batch_size: int,
         logger: logging.Logger,
+        enqueue: confirmations.Enqueue,
     ) -> None:
         self.events: queue.Queue[_Event] = queue.Queue()
+        self._enqueue = enqueue
         self._factory = factory
         self._newsletter_id = newsletter_id
         self._path = path
@@ -382,6 +447,9 @@ class _ImportRun:
                 progress=self.events.put,
                 batch_size=self._batch_size,
             )
+            if report.confirmations_queued:
+                # Every batch is committed: the workers can see the rows.
+                self._enqueue(self._newsletter_id)
             event = _Done(report)
         except ValueError as exc:  # ImportAborted among them: the file cannot be read
             event = _Failed(str(exc))

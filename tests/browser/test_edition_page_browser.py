@@ -71,7 +71,7 @@ def test_editor_watches_the_send_pauses_it_sees_it_resumed_elsewhere_and_cancels
 
     page.get_by_role("button", name="Pause").click()
     expect(page.locator("#status")).to_have_text("paused")
-    expect(page.get_by_role("status")).to_have_text("Paused.")
+    expect(page.get_by_role("status")).to_have_text("Paused: 4 sent, 6 left.")
     expect(page.get_by_role("button", name="Resume")).to_be_visible()
     expect(page.get_by_role("button", name="Pause")).to_have_count(0)
     assert _status(sessions, edition_id) == EditionStatus.PAUSED

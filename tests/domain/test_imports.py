@@ -289,7 +289,8 @@ def test_delimiter_is_detected_with_quoted_delimiters_inside_values(
     assert (report.added, report.rejected_count) == (3, 0)
     with factory() as session:
         people = {s.email: s for s in session.scalars(select(Subscriber))}
-    assert people["lea@exemple.fr"].name == f"Durand{delimiter} Léa"
+    # A tab in a name is a control character: the name rule makes it a space.
+    assert people["lea@exemple.fr"].name == " ".join(f"Durand{delimiter} Léa".split())
     assert people["lea@exemple.fr"].locale == "en"
     assert people["lea@exemple.fr"].attributes == {"Adresse postale": f"1 rue A{delimiter} B"}
     assert people["noe@exemple.fr"].locale == "fr"

@@ -50,8 +50,15 @@ def test_two_claimers_never_share_a_row_and_expired_leases_come_back(
     assert deliveries.claim(session, edition.id, "w3", limit=3, lease_seconds=60) == []
 
     # w1 dies: after its lease, w3 takes its rows over and w1 can no longer record them.
+    # Rows whose worker vanished come back one per claim: if one of them is what
+    # killed it, it takes no other row down with it next time.
     later = utcnow() + timedelta(seconds=61)
-    taken = deliveries.claim(session, edition.id, "w3", limit=10, lease_seconds=60, now=later)
+    taken = []
+    while comeback := deliveries.claim(
+        session, edition.id, "w3", limit=10, lease_seconds=60, now=later
+    ):
+        assert len(comeback) == 1
+        taken += comeback
     assert {c.id for c in taken} == {c.id for c in first} | {c.id for c in second}
     assert all(c.attempts == 2 for c in taken)
     assert not deliveries.mark_sent(session, first[0].id, "w1", "<x@y>")

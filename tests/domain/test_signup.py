@@ -337,3 +337,34 @@ def test_rate_limit_allows_the_limit_per_window_then_refuses(
     assert not ratelimit.hit(session, "bulk", 60, 10, now=now)
     assert ratelimit.purge(session, 3600, now=start + 7200) >= 2
     session.commit()
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("notice", [signup.Notice.DATA_EXPORT, signup.Notice.DATA_ERASE])
+def test_a_data_link_notice_carries_a_24_hour_link_for_its_purpose_and_keeps_the_resend_slot(
+    session: Session,
+    settings: Settings,
+    smtp_server: RecordingSmtpServer,
+    notice: signup.Notice,
+    language: str,
+) -> None:
+    letter = factories.newsletter(session, language=language)
+    (reader,) = factories.readers(session, letter, 1)
+    subscription = session.scalars(select(Subscription)).one()
+
+    with SmtpTransport(settings.smtp_relays) as transport:
+        assert signup.send_notice(session, subscription, notice, settings, transport)
+
+    (message,) = smtp_server.wait_for(1)
+    body = message.parsed().get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert ("24 heures" if language == "fr" else "24 hours") in text
+    (link,) = re.findall(r"https?://\S+/d/\S+", text)
+    token, action = urlsplit(link).path.removeprefix("/d/").split("/")
+    purpose = signup.DATA_NOTICES[notice]
+    assert action == ("export.json" if purpose == signup.EXPORT_PURPOSE else "erase")
+    subscriber_id, _ = tokens.verify_expiring(settings.secret_key, purpose, token, 2, 24 * 3600)
+    assert subscriber_id == reader.id
+    # A data link is not a signup notice: the confirmation resend slot stays as it was.
+    assert subscription.confirmation_sent_at is None

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from service import testsend, tokens, tracking
 from service.cli import cli
 from service.config import Settings, SmtpRelay
-from service.mail.mime import DELIVERY_PURPOSE
+from service.mail.mime import UNSUBSCRIBE_PURPOSE
 from service.models import Delivery, Event
 from tests import factories
 from tests.support import free_port
@@ -127,7 +127,7 @@ def test_links_of_a_test_message_belong_to_no_delivery(
     (message,) = smtp_server.wait_for(1)
     unsubscribe = str(message.parsed()["List-Unsubscribe"]).split("<", 1)[1].split(">", 1)[0]
     token = unsubscribe.rsplit("/u/", 1)[1]
-    (delivery_id,) = tokens.verify(settings.secret_key, DELIVERY_PURPOSE, token, 1)
+    (delivery_id,) = tokens.verify(settings.secret_key, UNSUBSCRIBE_PURPOSE, token, 1)
     with pytest.raises(tracking.UnknownDelivery):
         tracking.lookup(session, delivery_id)
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service import deliveries, tokens
 from service.config import Settings
-from service.mail.mime import BOUNCE_PURPOSE, DELIVERY_PURPOSE
+from service.mail.mime import BOUNCE_PURPOSE, UNSUBSCRIBE_PURPOSE
 from service.models import Delivery, DeliveryStatus, Edition
 from tests import factories
 from tests.support.queue import enqueue_send
@@ -91,7 +91,7 @@ def test_edition_reaches_each_of_50_readers_once_through_a_real_worker(
         assert f"Bonjour {names[rcpt]}," in text
         https, mailto = re.findall(r"<([^>]+)>", parsed["List-Unsubscribe"])
         token = urlsplit(https).path.removeprefix("/u/")
-        assert tokens.verify(settings.secret_key, DELIVERY_PURPOSE, token, 1) == (delivery.id,)
+        assert tokens.verify(settings.secret_key, UNSUBSCRIBE_PURPOSE, token, 1) == (delivery.id,)
         assert https in html
         assert https in text
         assert mailto.startswith("mailto:unsubscribe+")

@@ -350,8 +350,8 @@ def test_the_second_relay_takes_over_when_the_first_refuses_connections(
 class _ClickWhileSending:
     """The real SMTP transport, with an editor clicking just before message `at` goes out.
 
-    The transport is the loop's one hook per message, so the click lands exactly
-    where a person's would: in the middle of a chunk.
+    The transport is the loop's one hook per message, so the click commits while a
+    message is being handed to the relay: the worst moment for an exact stop.
     """
 
     def __init__(self, settings: Settings, at: int, click: Callable[[], None]) -> None:
@@ -371,17 +371,16 @@ class _ClickWhileSending:
 
 
 @pytest.mark.parametrize("action", ["pause", "cancel"])
-def test_pause_and_cancel_stop_the_loop_within_a_chunk(
+def test_pause_and_cancel_stop_the_loop_at_the_next_message(
     backend: str,
     settings: Settings,
     sessions: sessionmaker[Session],
     smtp_server: RecordingSmtpServer,
     action: str,
 ) -> None:
-    chunk = dispatch.RECHECK_EVERY
-    readers = 5 * chunk
+    readers = 100
     edition_id = _start(sessions, settings, readers=readers)
-    clicked_before = chunk + 5  # the click lands in the middle of the second chunk
+    clicked_before = 25  # the click commits while the 25th message is being handed over
 
     def click() -> None:
         with sessions() as session, session.begin():
@@ -398,9 +397,10 @@ def test_pause_and_cancel_stop_the_loop_within_a_chunk(
     finally:
         transport.close()
 
-    # The chunk under way finishes; the next one sees the click and nothing more goes out.
+    # The message in flight when the click committed goes; no later one starts.
+    sent = clicked_before
     assert report.stopped
-    assert len(smtp_server.messages) == report.sent == 2 * chunk
+    assert len(smtp_server.messages) == report.sent == sent
     with sessions() as session:
         progress = deliveries.progress(session, edition_id)
     assert progress.sending == 0
@@ -411,7 +411,7 @@ def test_pause_and_cancel_stop_the_loop_within_a_chunk(
         assert progress.sent + progress.cancelled == readers
         return
     assert (edition.status, edition.resume_at) == (EditionStatus.PAUSED, None)
-    assert (progress.sent, progress.queued) == (2 * chunk, readers - 2 * chunk)
+    assert (progress.sent, progress.queued) == (sent, readers - sent)
     rows = _rows(sessions, edition_id)
     # Rows handed back untried keep their attempts.
     assert {r.attempts for r in rows.values() if r.status == DeliveryStatus.QUEUED} == {0}
@@ -421,10 +421,10 @@ def test_pause_and_cancel_stop_the_loop_within_a_chunk(
     with sessions() as session, session.begin():
         edition = session.get(Edition, edition_id)
         assert edition is not None
-        assert sending.resume(session, edition) == readers - 2 * chunk
+        assert sending.resume(session, edition) == readers - sent
     report = dispatch.send_pending(sessions, settings, edition_id)
 
-    assert report.sent == readers - 2 * chunk
+    assert report.sent == readers - sent
     assert _received(smtp_server) == {f"r{n}@example.org": 1 for n in range(readers)}
     assert _edition(sessions, edition_id).status == EditionStatus.SENT
 

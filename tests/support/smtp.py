@@ -47,6 +47,7 @@ class RecordedMessage:
     data: bytes  # the DATA payload, CRLF line endings, dot-stuffing removed
     received_at: float  # time.time() when the server accepted it
     peer: str  # "host:port" of the client connection, to tell connections apart
+    mail_options: tuple[str, ...] = ()  # e.g. ("SIZE=1234", "SMTPUTF8")
 
     def parsed(self) -> EmailMessage:
         """The message parsed with the modern email policy."""
@@ -99,6 +100,9 @@ class _RecordingHandler:
     async def handle_DATA(  # noqa: N802 (aiosmtpd looks hooks up by this name)
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
+        if self._owner.data_delay:
+            # A slow relay: the message is taken only after this long (other sessions go on).
+            await asyncio.sleep(self._owner.data_delay)
         hang_up, keep = self._owner._take_hang_up()
         if not hang_up or keep:
             peer = session.peer
@@ -109,6 +113,7 @@ class _RecordingHandler:
                     data=bytes(envelope.original_content or b""),
                     received_at=time.time(),
                     peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer),
+                    mail_options=tuple(envelope.mail_options),
                 )
             )
         if hang_up and server.transport is not None:
@@ -127,13 +132,20 @@ class RecordingSmtpServer:
         self,
         port: int | None = None,
         recipient_responses: Mapping[str, str] | None = None,
+        *,
+        smtputf8: bool = True,
     ) -> None:
         self._requested_port = port
+        # Whether EHLO offers SMTPUTF8 (RFC 6531); change it between refuse_connections()
+        # and accept_connections() to play a relay that does not.
+        self.smtputf8 = smtputf8
         self.port = port or 0
         # Replies given at RCPT instead of accepting, e.g. {"x@example.org": "451 4.7.1 Later"}.
         self.recipient_responses: dict[str, str] = dict(recipient_responses or {})
         # A reply given to every MAIL FROM instead of accepting it (a relay refusing our sender).
         self.sender_response: str | None = None
+        # Seconds each DATA takes before the message is accepted (a slow relay).
+        self.data_delay = 0.0
         self._lock = threading.Condition()
         self._messages: list[RecordedMessage] = []
         self._temporary_failures: dict[str, list[str]] = {}
@@ -249,7 +261,7 @@ class RecordingSmtpServer:
             # A fixed name spares a socket.getfqdn() DNS lookup on every connection.
             server_hostname="hebdo-test-smtp.localhost",
             decode_data=False,
-            enable_SMTPUTF8=True,
+            enable_SMTPUTF8=self.smtputf8,
             data_size_limit=DATA_SIZE_LIMIT,
         )
         try:

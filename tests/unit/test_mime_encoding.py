@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service import tokens
-from service.mail.mime import DELIVERY_PURPOSE, personalise, prepare
+from service import text, tokens
+from service.mail import mime
+from service.mail.mime import personalise, prepare
 from service.mail.render import GREETING, TOKEN
 
 NOW = datetime(2025, 1, 25, 7, 0, tzinfo=UTC)
@@ -37,24 +38,31 @@ TEXT = (
 )
 
 
+# Every token placeholder, the legacy one of editions frozen before purposes included.
+HOLES = sorted(mime._TOKEN_PURPOSES.items())
+
+
 @pytest.mark.parametrize(
     "name",
     ["", "Zoé <Müller>", "A = B", "fin  ", "tab\tici", "é" * 120, "x" * 300, "=3D", "."],
 )
-def test_filled_parts_decode_to_the_substituted_text(name: str) -> None:
+@pytest.mark.parametrize(("hole", "purpose"), HOLES, ids=[p for _, p in HOLES])
+def test_filled_parts_decode_to_the_substituted_text(name: str, hole: str, purpose: str) -> None:
+    html_body, text_body = HTML.replace(TOKEN, hole), TEXT.replace(TOKEN, hole)
     prepared = prepare(
         edition_id=3, newsletter_slug="lettre", newsletter_name="Lettre", language="fr",
         sender_name="Lettre", sender_email="lettre@news.example", reply_to=None,
-        subject="Sujet", html_body=HTML, text_body=TEXT, secret="k",
+        subject="Sujet", html_body=html_body, text_body=text_body, secret="k",
         base_url="https://x.test",
     )  # fmt: skip
     envelope = personalise(prepared, 41, "zoe@example.org", name, NOW)
 
-    greeting = f"Bonjour {name}," if name else "Bonjour,"
-    token = tokens.sign("k", DELIVERY_PURPOSE, 41)
+    clean = text.person_name(name)  # what the greeting holds: the name rule's one line
+    greeting = f"Bonjour {clean}," if clean else "Bonjour,"
+    token = tokens.sign("k", purpose, 41)
     crlf = "\r\n"
-    expected_html = HTML.replace(TOKEN, token).replace(GREETING, html.escape(greeting))
-    expected_text = TEXT.replace(TOKEN, token).replace(GREETING, greeting)
+    expected_html = html_body.replace(hole, token).replace(GREETING, html.escape(greeting))
+    expected_text = text_body.replace(hole, token).replace(GREETING, greeting)
     parsed = email.message_from_bytes(envelope.data, policy=email.policy.strict)
     assert not parsed.defects
     html_part = parsed.get_body(("html",)).get_payload(decode=True).decode()

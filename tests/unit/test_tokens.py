@@ -51,3 +51,16 @@ def test_expiring_token_is_refused_once_too_old(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(tokens.time, "time", lambda: later)
     with pytest.raises(tokens.BadToken, match="expired"):
         tokens.verify_expiring(SECRET, "confirm", token, 1, max_age_seconds=60)
+    with pytest.raises(tokens.ExpiredToken) as expired:
+        tokens.verify_expiring(SECRET, "confirm", token, 1, max_age_seconds=60)
+    assert expired.value.values == (9,)
+
+
+def test_verify_any_takes_each_listed_purpose_and_no_other() -> None:
+    for purpose in ("unsubscribe", "delivery"):
+        token = tokens.sign(SECRET, purpose, 5)
+        assert tokens.verify_any(SECRET, ("unsubscribe", "delivery"), token, 1) == (5,)
+    with pytest.raises(tokens.BadToken):
+        tokens.verify_any(SECRET, ("unsubscribe", "delivery"), tokens.sign(SECRET, "open", 5), 1)
+    with pytest.raises(tokens.BadToken):
+        tokens.verify_any(SECRET, (), tokens.sign(SECRET, "open", 5), 1)

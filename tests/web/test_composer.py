@@ -793,3 +793,38 @@ def test_a_draft_that_cannot_become_an_edition_is_refused_with_the_text_kept(
     assert "cannot become an edition" in html
     assert str(escape(text)) in html
     assert reader.count() == 0
+
+
+def test_a_pasted_draft_with_a_related_read_without_link_is_refused_like_a_save(
+    editor: FlaskClient, letter: Newsletter, reader: Reader
+) -> None:
+    # The related-reads rule lives in the edition document now, so paste enforces it too.
+    text = "Ma lettre\n\nÀ lire également\n\nUn article sans lien\n"
+    token = csrf_token(editor.get("/compose/lettre/paste").get_data(as_text=True))
+    review = editor.post("/compose/lettre/paste", data={"csrf_token": token, "draft": text})
+    reviewed = re.search(r'name="reviewed" value="([^"]+)"', review.get_data(as_text=True))
+    assert reviewed
+
+    response = editor.post(
+        "/compose/lettre/paste",
+        data={"csrf_token": token, "draft": text, "reviewed": reviewed.group(1), "op": "create"},
+    )
+
+    assert response.status_code == 422
+    assert "Related read 1, URL: required" in response.get_data(as_text=True)
+    assert reader.count() == 0
+
+
+def test_a_save_past_the_bounds_names_the_field_and_keeps_the_text(
+    editor: FlaskClient, draft: Edition, reader: Reader
+) -> None:
+    _, fields = open_composer(editor, draft.id)
+    other, _ = item_rows(fields)
+    many = [field for n in range(51) for field in item(f"Nouvelle {n}")]
+    response = editor.post(f"/compose/editions/{draft.id}", data=MultiDict([*other, *many]))
+
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "at most 50 entries" in page
+    assert "Nouvelle 50" in page
+    assert saved(reader, draft.id)["items"] == editions.to_data(draft)["items"]

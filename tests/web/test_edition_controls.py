@@ -187,7 +187,8 @@ def test_pause_resume_and_cancel_from_the_edition_page(
         "paused by an editor",
         None,
     )
-    assert "Paused." in page
+    # The counts once the workers let go (none hold rows here): the final ones.
+    assert "Paused: 0 sent, 10 left." in page
     assert ">Resume</button>" in page
     assert ">Pause</button>" not in page
 
@@ -202,7 +203,7 @@ def test_pause_resume_and_cancel_from_the_edition_page(
     with sessions() as session:
         statuses = set(session.scalars(select(Delivery.status)))
     assert statuses == {DeliveryStatus.CANCELLED}
-    assert "Cancelled." in page
+    assert "Cancelled: 10 will not go out, 0 sent." in page
     assert "Cancel sending" not in page
 
     page = _post(editor, edition_id, "resume")
@@ -261,3 +262,25 @@ def test_progress_reports_counts_rate_and_time_left(
     assert 28 <= progress["seconds_left"] <= 31
     assert progress["resume_at"] is None
     assert 'id="eta"' in _page(editor, edition_id)
+
+
+def test_the_edition_page_lists_failed_deliveries_with_their_reasons(
+    editor: FlaskClient, sessions: sessionmaker[Session], settings: Settings, edition_id: int
+) -> None:
+    _begin(sessions, settings, edition_id)
+    assert 'id="failures"' not in _page(editor, edition_id)
+    with sessions() as session, session.begin():
+        first_three = select(Delivery.id).order_by(Delivery.id).limit(3).scalar_subquery()
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(first_three))
+            .values(status=DeliveryStatus.FAILED, last_error="550 5.1.1 <x> no such user")
+        )
+        emails = list(session.scalars(select(Delivery.email).order_by(Delivery.id).limit(3)))
+
+    page = _page(editor, edition_id)
+    assert "Failed deliveries (3)" in page
+    for address in emails:
+        assert f"<td>{address}</td><td>550 5.1.1 &lt;x&gt; no such user</td>" in page
+    assert "lists them all" not in page
+    assert "3 failed" in page

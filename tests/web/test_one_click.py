@@ -205,9 +205,9 @@ def test_unsubscribing_while_the_edition_is_going_out_stops_it_for_that_reader(
     settings: Settings,
     smtp_server: RecordingSmtpServer,
 ) -> None:
-    # The reader sits in a later stretch of the claimed batch than the first message.
-    readers = dispatch.RECHECK_EVERY + 5
-    target = f"r{dispatch.RECHECK_EVERY + 2}@example.org"
+    # The reader sits later in the claimed batch than the first message.
+    readers = 25
+    target = "r22@example.org"
     paths = _send_edition(sessions, settings, smtp_server, readers)
     edition_id = _start_edition(sessions, settings)
 

@@ -49,9 +49,10 @@ def edition(session: Session) -> Edition:
 def editor_client(client: FlaskClient, session: Session) -> FlaskClient:
     """A client logged in as an editor."""
     editor = editors.create(session, "redaction@hebdo.example", "un mot de passe solide")
+    token = editors.open_session(session, editor)
     session.commit()
     with client.session_transaction() as cookie:
-        cookie["editor_id"] = editor.id
+        cookie["sid"] = token
     return client
 
 

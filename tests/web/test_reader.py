@@ -438,11 +438,35 @@ def test_unsubscribe_with_a_reason_then_come_back_through_the_double_opt_in(
     assert _read(sessions, lambda s: s.scalar(select(func.count()).select_from(Suppression))) == 0
 
 
-def test_export_downloads_the_readers_data_as_json(client: FlaskClient, prefs: str) -> None:
-    response = client.get(prefs + "/export.json")
+def _data_link(
+    client: FlaskClient, prefs: str, smtp_server: RecordingSmtpServer, action: str
+) -> tuple[str, RecordedMessage]:
+    """Press "Email me my data" or "Erase my data"; the link path the mailed notice holds."""
+    response = client.post(
+        prefs + "/data", data={"csrf_token": _csrf(client, prefs), "action": action}
+    )
+    assert response.status_code == 303
+    (message,) = smtp_server.wait_for(1)
+    smtp_server.clear()
+    return _link(message, "/d/"), message
+
+
+def test_the_export_link_is_mailed_to_the_reader_and_downloads_their_data(
+    client: FlaskClient, prefs: str, smtp_server: RecordingSmtpServer
+) -> None:
+    path, message = _data_link(client, prefs, smtp_server, "export")
+
+    assert list(message.rcpt_tos) == ["r0@example.org"]
+    assert message.parsed()["Subject"] == "Vos données chez Intelligence & Société"
+    assert "Nous avons envoyé un lien à r0@example.org" in _text(client.get(prefs))
+    html_part = message.parsed().get_body(("html",)).get_content()
+    assert f'href="http://hebdo.test{path}"' in html_part
+    assert "valable 24 heures" in html_part
+    response = client.get(path)
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     assert response.headers["Content-Disposition"].startswith("attachment;")
+    assert response.headers["Cache-Control"] == "no-store"
     data = json.loads(response.get_data(as_text=True))
     assert data["subscriber"]["email"] == "r0@example.org"
     assert data["subscriptions"][0]["consent"]["source"] == "test"
@@ -451,23 +475,51 @@ def test_export_downloads_the_readers_data_as_json(client: FlaskClient, prefs: s
     assert "r1@example.org" not in _text(response)
 
 
-def test_erase_needs_the_checkbox_then_deletes_the_person_only(
-    client: FlaskClient, prefs: str, sessions: sessionmaker[Session]
+def test_the_erase_link_asks_for_the_checkbox_then_deletes_the_person_only(
+    client: FlaskClient,
+    prefs: str,
+    sessions: sessionmaker[Session],
+    smtp_server: RecordingSmtpServer,
 ) -> None:
-    unticked = client.post(prefs + "/erase", data={"csrf_token": _csrf(client, prefs)})
-    assert unticked.status_code == 303
-    assert "Cochez la case" in _text(client.get(prefs))
+    path, message = _data_link(client, prefs, smtp_server, "erase")
+    assert message.parsed()["Subject"] == "Effacer vos données chez Intelligence & Société"
+    assert _subscription(sessions, "r0@example.org") is not None  # asking erases nothing
+
+    page = client.get(path)  # a link scanner's GET erases nothing either
+    assert page.status_code == 200
+    assert "J'ai compris : effacez tout" in _text(page)
+    assert _subscription(sessions, "r0@example.org") is not None
+    unticked = client.post(path, data={"csrf_token": _csrf(client, path)})
+    assert unticked.status_code == 400
+    assert "Cochez la case" in _text(unticked)
+    assert client.post(path, data={"confirm": "yes"}).status_code == 400  # no CSRF token
     assert _subscription(sessions, "r0@example.org") is not None
 
-    goodbye = client.post(
-        prefs + "/erase", data={"csrf_token": _csrf(client, prefs), "confirm": "yes"}
-    )
+    goodbye = client.post(path, data={"csrf_token": _csrf(client, path), "confirm": "yes"})
     assert goodbye.status_code == 200
     assert "Vos données sont effacées" in _text(goodbye)
     assert _subscription(sessions, "r0@example.org") is None
     emails = _read(sessions, lambda s: sorted(s.scalars(select(Delivery.email))))
     assert emails == ["", "r1@example.org"]  # the row stays for the counts, without the person
     assert client.get(prefs).status_code == 404
+    assert client.get(path).status_code == 404
+
+
+def test_data_links_are_limited_per_reader(
+    client: FlaskClient, prefs: str, smtp_server: RecordingSmtpServer
+) -> None:
+    for action in ("export", "erase", "export"):
+        _data_link(client, prefs, smtp_server, action)
+
+    refused = client.post(
+        prefs + "/data", data={"csrf_token": _csrf(client, prefs), "action": "erase"}
+    )
+    assert refused.status_code == 303
+    assert "Vous avez déjà fait plusieurs demandes" in _text(client.get(prefs))
+    assert smtp_server.messages == []
+    odd = client.post(prefs + "/data", data={"csrf_token": _csrf(client, prefs), "action": "x"})
+    assert odd.status_code == 303
+    assert smtp_server.messages == []
 
 
 def test_every_message_of_the_reader_templates_has_a_french_translation() -> None:
