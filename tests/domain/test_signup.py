@@ -350,6 +350,7 @@ def test_a_data_link_notice_carries_a_24_hour_link_for_its_purpose_and_keeps_the
 ) -> None:
     letter = factories.newsletter(session, language=language)
     (reader,) = factories.readers(session, letter, 1)
+    reader.locale = language  # notices speak the reader's chosen language
     subscription = session.scalars(select(Subscription)).one()
 
     with SmtpTransport(settings.smtp_relays) as transport:
