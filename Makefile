@@ -7,7 +7,8 @@ PYTEST_ARGS ?=
 # The suite keeps at least this share of service/ and worker/ lines covered (in-process runs only).
 COVERAGE_FLOOR ?= 80
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install demo test lint typecheck bench clean \
+	messages messages-extract messages-update messages-compile
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,25 @@ typecheck: install
 bench: install
 	$(PY) -m bench.send_bench --subscribers 100000 --workers 2
 	$(PY) -m bench.import_bench
+
+## make messages: gather the messages of code and templates, merge them into every
+## language's .po, compile the .mo files (see README, "Translations")
+TRANSLATIONS := service/translations
+PYBABEL      := $(VENV)/bin/pybabel
+
+messages: messages-extract messages-update messages-compile
+
+messages-extract: install
+	$(PYBABEL) extract -F babel.cfg -o $(TRANSLATIONS)/messages.pot --project=Hebdo \
+		--copyright-holder="the Hebdo authors" --add-comments=Translators: \
+		--sort-by-file --width=100 .
+
+messages-update: install
+	$(PYBABEL) update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) -D messages \
+		--ignore-pot-creation-date --width=100
+
+messages-compile: install
+	$(PYBABEL) compile -d $(TRANSLATIONS) -D messages --statistics
 
 clean:
 	rm -rf $(VENV) instance test-artifacts *.egg-info

@@ -29,7 +29,7 @@ from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from service import subscriptions, tokens
+from service import subscriptions, tokens, translations
 from service.addresses import for_sending, normalise
 from service.config import Settings
 from service.dispatch import Transport
@@ -332,6 +332,10 @@ def notice_context(
     """The template context of a notice about this subscription."""
     newsletter, subscriber = subscription.newsletter, subscription.subscriber
     base = settings.base_url
+    # A notice speaks to one reader: in the language they chose (the edition itself
+    # keeps its newsletter's).
+    lang = translations.language_of(subscriber.locale) or newsletter.language
+    _ = translations.translator(lang)
     urls = {
         "confirm": f"{base}/n/{newsletter.slug}/confirm/"
         + confirmation_token(settings.secret_key, subscription.id, now),
@@ -347,7 +351,9 @@ def notice_context(
         action = "export.json" if purpose == EXPORT_PURPOSE else "erase"
         urls["data"] = f"{base}/d/{token}/{action}"
     return {
-        "lang": newsletter.language,
+        "lang": lang,
+        "_": _,
+        "ngettext": _.ngettext,
         "newsletter": {
             "name": newsletter.name,
             "sender_name": newsletter.sender_name,

@@ -31,7 +31,7 @@ from service.mail.render import (
     TOKEN,
     UNSUBSCRIBE_TOKEN,
 )
-from service.mail.wording import wording
+from service.translations import translator
 
 # Each link of a message carries a token that can do one thing only, since image
 # proxies, link scanners, forwarded mail and the mailbox provider all see them.
@@ -321,7 +321,7 @@ def prepare(
     ]
     if reply_to:
         headers.append(fold("Reply-To", for_sending(reply_to)))
-    t = wording(language)
+    _ = translator(language)
     boundary = "=_hebdo_" + hashlib.sha256(f"{edition_id}:{secret}".encode()).hexdigest()[:24]
     html_template, text_template = _encode_template(html_body), _encode_template(text_body)
     present = set(html_template.holes) | set(text_template.holes)
@@ -334,8 +334,8 @@ def prepare(
         shared_headers=b"".join(headers),
         html=html_template,
         text=text_template,
-        greeting_named=t["greeting"],
-        greeting_anonymous=t["greeting_anonymous"],
+        greeting_named=_("Hello {name},"),  # a pattern: filled per recipient
+        greeting_anonymous=_("Hello,"),
         boundary=boundary,
         dkim=dkim,
         token_holes=tuple((hole, p) for hole, p in _TOKEN_PURPOSES.items() if hole in present),

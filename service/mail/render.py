@@ -22,8 +22,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from service.mail.wording import date_label, join_names, week_label, wording
+from service.mail.wording import date_label, join_names, week_label
 from service.models import Edition, Newsletter
+from service.translations import translator
 
 # Per-recipient placeholders: plain ASCII words that survive premailer, lxml and
 # quoted-printable untouched, so personalisation is a string replacement.
@@ -142,12 +143,13 @@ def build_context(
     edition: Edition, newsletter: Newsletter, base_url: str, urls: dict[str, str | None]
 ) -> dict[str, Any]:
     """The template context of an edition (the contract of templates/email/edition)."""
-    lang = newsletter.language
-    t = wording(lang)
+    lang = newsletter.language  # the edition speaks its newsletter's language
+    _ = translator(lang)
     synthesis_title, synthesis_body = _split_title(edition.synthesis)
     return {
         "lang": lang,
-        "t": t,
+        "_": _,
+        "ngettext": _.ngettext,
         "newsletter": {
             "name": newsletter.name,
             "postal_address": newsletter.postal_address,

@@ -19,14 +19,16 @@ from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, utc
 from tests import factories
 from tests.support.smtp import RecordingSmtpServer
 
-INJECTED = "Eve\r\nBcc: injected@evil.example"
+# Names are cleaned on the way out (service.text), so the poison is in the address:
+# one that cannot be written into a To header without injecting another.
+EVE = "eve@example.org\r\nBcc: injected@evil.example"
 
 
 def _start(sessions: sessionmaker[Session], settings: Settings, readers: int) -> int:
     with sessions() as session, session.begin():
         letter = factories.newsletter(session)
         factories.readers(session, letter, readers)
-        factories.legacy_reader(session, letter, "eve@example.org", INJECTED)
+        factories.legacy_reader(session, letter, EVE, "Eve")
         factories.readers(session, letter, 3, prefix="after")  # queued behind the bad row
         edition = factories.edition(session, letter)
         factories.begin_sending(session, settings, edition)
@@ -59,7 +61,7 @@ def test_a_reader_whose_message_cannot_be_built_fails_alone_and_the_batch_goes_o
     report = dispatch.send_pending(sessions, settings, edition_id)
 
     rows = _rows(sessions, edition_id)
-    eve = rows.pop("eve@example.org")
+    eve = rows.pop(EVE)
     received = Counter(r for m in smtp_server.messages for r in m.rcpt_tos)
     # Everyone else, before and after the bad row in the same batch, got it once.
     assert received == dict.fromkeys(rows, 1)
@@ -78,7 +80,7 @@ def test_a_reader_whose_message_cannot_be_built_fails_alone_and_the_batch_goes_o
     with sessions() as session:
         count, listed = deliveries.failures(session, edition_id)
     assert count == 1
-    assert [(f.email, f.reason) for f in listed] == [("eve@example.org", eve.last_error)]
+    assert [(f.email, f.reason) for f in listed] == [(EVE, eve.last_error)]
 
 
 def test_a_row_that_keeps_coming_back_through_lease_expiry_is_given_up(

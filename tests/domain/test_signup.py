@@ -124,6 +124,38 @@ def test_english_newsletter_sends_an_english_confirmation(
     assert body.get_content().splitlines()[0] == "Hello,"
 
 
+def test_the_readers_chosen_language_picks_the_language_of_the_notices(
+    backend: str, session: Session, settings: Settings, smtp_server: RecordingSmtpServer
+) -> None:
+    letter = factories.newsletter(session)  # a French newsletter
+    result = _ask(session, letter, locale="en")
+    session.commit()
+    assert _send(session, settings, result)
+    message = smtp_server.wait_for(1)[0].parsed()
+    assert message["Subject"] == "Please confirm your subscription to Intelligence & Société"
+    text = message.get_body(("plain",))
+    assert text is not None
+    lines = text.get_content().splitlines()
+    assert lines[0] == "Hello Camille,"
+    assert "The link is valid for 7 days." in lines
+    html = message.get_body(("html",))
+    assert html is not None
+    assert '<html lang="en">' in html.get_content()
+
+    smtp_server.clear()
+    subscription = _subscription(session)
+    signup.confirm(session, subscription)
+    session.commit()
+    later = utcnow() + signup.RESEND_AFTER
+    # A form cannot change a known reader's language: the notice stays in English.
+    again = _ask(session, letter, locale="fr", now=later)
+    session.commit()
+    assert again.notice is signup.Notice.ALREADY_SUBSCRIBED
+    assert _send(session, settings, again)
+    notice = smtp_server.wait_for(1)[0].parsed()
+    assert notice["Subject"] == "You already receive Intelligence & Société"
+
+
 def test_confirming_twice_is_harmless(backend: str, session: Session, settings: Settings) -> None:
     letter = factories.newsletter(session)
     result = _ask(session, letter)
@@ -318,6 +350,7 @@ def test_a_data_link_notice_carries_a_24_hour_link_for_its_purpose_and_keeps_the
 ) -> None:
     letter = factories.newsletter(session, language=language)
     (reader,) = factories.readers(session, letter, 1)
+    reader.locale = language  # notices speak the reader's chosen language
     subscription = session.scalars(select(Subscription)).one()
 
     with SmtpTransport(settings.smtp_relays) as transport:

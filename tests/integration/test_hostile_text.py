@@ -253,9 +253,9 @@ def test_a_nul_in_a_signup_name_is_refused_with_a_message_and_nothing_is_stored(
             "/n/lettre/subscribe/embed", data={"email": "nul@exemple.fr", "name": "Jea\x00nne"}
         )
     assert response.status_code == 400
-    assert "This name holds a character that cannot be kept" in _page(response) or (
-        "Ce prénom contient un caractère qui ne peut pas être enregistré" in _page(response)
-    )
+    # Every web door refuses a NUL anywhere in a request, with this message, before
+    # the view (and the name rule behind it) sees the form.
+    assert "A NUL character is not allowed in a web address or a form field." in _page(response)
     assert "\x00" not in response.get_data(as_text=True)
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
@@ -292,19 +292,19 @@ def test_the_preference_centre_cleans_a_name_and_refuses_a_nul(
         token = signup.preferences_token(settings.secret_key, reader.id)
     path = f"/p/{token}"
 
-    def save(name: str) -> str:
+    def save(name: str, status: int = 200) -> str:
         match = CSRF.search(_page(client.get(path)))
         assert match is not None
         form = {"csrf_token": match.group(1), "name": name, "language": "fr", "newsletter": letter}
         response = client.post(path, data=form, follow_redirects=True)
-        assert response.status_code == 200
+        assert response.status_code == status
         return _page(response)
 
     save("Odile\r\nBcc: x@evil.example\u2028Fin")
     with sessions() as session:
         assert session.scalar(select(Subscriber.name)) == "Odile Bcc: x@evil.example Fin"
-    page = save("Odi\x00le")
-    assert "Ce nom contient un caractère qui ne peut pas être enregistré" in page
+    page = save("Odi\x00le", status=400)  # refused at the door, before the view
+    assert "A NUL character is not allowed in a web address or a form field." in page
     with sessions() as session:
         assert session.scalar(select(Subscriber.name)) == "Odile Bcc: x@evil.example Fin"
 
@@ -435,7 +435,8 @@ def test_an_edition_subject_with_a_line_break_is_one_line_and_a_nul_is_refused(
     path.write_text(json.dumps(data), encoding="utf-8")
     refused = runner.invoke(cli, ["editions", "load", str(path), "--newsletter", "lettre"])
     assert refused.exit_code != 0
-    assert "subject: contains a NUL character" in refused.output
+    assert "subject:" in refused.output
+    assert "NUL character" in refused.output
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Edition)) == 1
 

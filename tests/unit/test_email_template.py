@@ -21,7 +21,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from service.mail.wording import date_label, join_names, week_label, wording
+from service.mail.wording import date_label, join_names, week_label
+from service.translations import translator
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates" / "email"
@@ -72,11 +73,12 @@ def build_context(
     """Context of templates/email/edition/* for a sample edition JSON file."""
     data = json.loads((SAMPLES / sample).read_text(encoding="utf-8"))
     md = MarkdownIt("commonmark")
-    t = wording(lang)
+    _ = translator(lang)
     synthesis_title, synthesis = _split_title(data["synthesis"])
     return {
         "lang": lang,
-        "t": t,
+        "_": _,
+        "ngettext": _.ngettext,
         "newsletter": {
             "name": "La Lettre Hebdo" if lang == "fr" else "The Hebdo Letter",
             "postal_address": "Hebdo, 12 rue des Lilas\n75011 Paris, France",
@@ -119,7 +121,7 @@ def build_context(
             ],
         },
         "urls": URLS if urls is None else urls,
-        "greeting": Markup(greeting or t["greeting"].format(name="Marie")),  # noqa: S704 - constant
+        "greeting": Markup(greeting or _("Hello {name},", name="Marie")),  # noqa: S704 - constant
     }
 
 

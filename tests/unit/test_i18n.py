@@ -2,57 +2,29 @@
 
 from __future__ import annotations
 
-import ast
 import string
-from collections.abc import Iterator
-from pathlib import Path
 
-import jinja2
 import pytest
 from flask import Flask
-from jinja2.ext import extract_from_ast
 
 from service.web import i18n
+from tests.support.messages import extract, scanned
 
-WEB = Path(__file__).resolve().parents[2] / "service" / "web"
-# Every page: the views and every template under web/ (the reader pages' `_` is
-# i18n.translator, over the same catalogue).
-PAGES = sorted(
-    [
-        *(p.relative_to(WEB).as_posix() for p in WEB.glob("*.py")),
-        *(p.relative_to(WEB).as_posix() for p in (WEB / "templates/web").rglob("*.html")),
-    ]
-)
-
-
-def _calls_in_python(source: str) -> Iterator[tuple[int, str, list[object]]]:
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
-            yield node.lineno, node.func.id, args
-
-
-def _calls_in_template(source: str) -> Iterator[tuple[int, str, list[object]]]:
-    for line, name, found in extract_from_ast(jinja2.Environment(autoescape=True).parse(source)):
-        yield line, name, list(found) if isinstance(found, tuple) else [found]
+WEB = "service/web/"
+# Every message, found as `make messages-extract` finds them (babel.cfg); one catalogue
+# serves the pages (the reader pages' `_` is i18n.translator) and the emails alike.
+FOUND = extract()
+PAGES = sorted(path.removeprefix(WEB) for path, _, _ in scanned() if path.startswith(WEB))
 
 
 def _messages() -> tuple[set[str], set[tuple[str, str]]]:
     single: set[str] = set()
     counted: set[tuple[str, str]] = set()
-    for name in PAGES:
-        source = (WEB / name).read_text(encoding="utf-8")
-        calls = _calls_in_python(source) if name.endswith(".py") else _calls_in_template(source)
-        for line, function, args in calls:
-            where = f"{name}:{line}"
-            if function == "_":
-                # A message built at run time could not be checked here: none may be.
-                assert isinstance(args[0], str), f"{where}: _() of a non-literal"
-                single.add(args[0])
-            elif function == "ngettext":
-                assert isinstance(args[0], str), f"{where}: ngettext() of a non-literal"
-                assert isinstance(args[1], str), f"{where}: ngettext() of a non-literal"
-                counted.add((args[0], args[1]))
+    for found in FOUND:
+        if isinstance(found.msgid, tuple):
+            counted.add(found.msgid)
+        else:
+            single.add(found.msgid)
     return single, counted
 
 

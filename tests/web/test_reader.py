@@ -36,6 +36,7 @@ from service.models import (
 )
 from service.web import i18n
 from tests import factories
+from tests.support.messages import ROOT, extract
 from tests.support.smtp import RecordedMessage, RecordingSmtpServer
 
 T = TypeVar("T")
@@ -522,9 +523,8 @@ def test_data_links_are_limited_per_reader(
 
 
 def test_every_message_of_the_reader_templates_has_a_french_translation() -> None:
-    messages = set()
-    for template in TEMPLATES.glob("*.html"):
-        messages |= set(re.findall(r'_\("((?:[^"\\]|\\.)*)"', template.read_text("utf-8")))
+    reader = TEMPLATES.relative_to(ROOT).as_posix() + "/"
+    messages = {f.msgid for f in extract() if f.path.startswith(reader)}
     assert messages
     missing = sorted(messages - set(i18n.catalogue("fr")))
     assert missing == []
