@@ -39,11 +39,10 @@ from sqlalchemy import Table, create_engine, insert, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch, editions, sending
 from service.config import Settings
 from service.db import make_engine, session_factory
+from service.editions import store
 from service.mail.mime import DkimKey, personalise
-from service.migrate import upgrade
 from service.models import (
     Edition,
     EditionStatus,
@@ -53,6 +52,8 @@ from service.models import (
     SubscriptionStatus,
     utcnow,
 )
+from service.sending import controls, loop
+from service.tools.migrate import upgrade
 from tests import factories
 from tests.support import free_port
 from tests.support.postgres import PostgresCluster
@@ -311,15 +312,15 @@ def send_run(args: argparse.Namespace, workdir: Path) -> SendRun:
         with factory() as session, session.begin():
             letter = session.get(Newsletter, letter_id)
             assert letter is not None
-            edition = editions.create(session, letter, factories.sample_data("fr"))
-            begun = sending.begin(
+            edition = store.create(session, letter, factories.sample_data("fr"))
+            begun = controls.begin(
                 session,
                 edition,
                 base_url=settings.base_url,
                 templates_path=settings.email_templates_path,
                 batch_size=settings.batch_size,
             )
-            prepared = dispatch.prepare_edition(edition, settings)
+            prepared = loop.prepare_edition(edition, settings)
         snapshot_seconds = time.perf_counter() - started
         size = len(personalise(prepared, 1, "lecteur1@exemple.org", "Lecteur 1", utcnow()).data)
 
@@ -380,14 +381,14 @@ def micro_personalise(samples: int = 3000) -> dict[str, float]:
         with factory() as session, session.begin():
             letter = factories.newsletter(session)
             edition = factories.edition(session, letter)
-            sending.begin(
+            controls.begin(
                 session,
                 edition,
                 base_url="https://lettre.exemple.org",
                 templates_path=settings.email_templates_path,
                 batch_size=200,
             )
-            prepared = dispatch.prepare_edition(edition, settings)
+            prepared = loop.prepare_edition(edition, settings)
         results = {"personalise": _per_call(prepared, samples)}
         key_path = workdir / "dkim.pem"
         made = subprocess.run(

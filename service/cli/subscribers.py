@@ -10,9 +10,9 @@ from pathlib import Path
 
 import click
 
-from service import confirmations, exports, imports
+from service.audience import confirmations, exports, imports
+from service.audience.imports import ImportAborted, ImportProgress
 from service.cli.context import CliContext
-from service.imports import ImportAborted, ImportProgress
 from service.mail.wording import LANGUAGES
 from service.models import SubscriptionStatus
 from service.newsletters import UnknownNewsletter, get_by_slug

@@ -81,7 +81,7 @@ class _StaleConnection(Exception):
 def mailbox_is_bad(enhanced: tuple[int, int, int] | None, code: int | None) -> bool:
     """Whether a refusal naming the recipient means its mailbox is bad (see hard_bounce).
 
-    Shared with the bounce reports that come back later (service/inbound.py), so
+    Shared with the bounce reports that come back later (service/tracking/inbound.py), so
     a refusal at RCPT and a DSN for the same reason suppress the same addresses.
     """
     if enhanced is not None and enhanced[1:] != (0, 0):

@@ -1,6 +1,6 @@
 """The editor's composer: write an edition, or turn a pasted draft into one.
 
-Views read the form into the edition JSON and hand it to service.editions.apply_data,
+Views read the form into the edition JSON and hand it to service.editions.store.apply_data,
 the one implementation of the content rules. When the data is refused the page is
 rendered again from what the editor typed, never from the database, so no text is
 lost. The autosave endpoint takes the same form fields and answers in JSON.
@@ -35,9 +35,10 @@ from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from service import editions, newsletters
-from service.drafts import ParsedDraft, parse_draft
-from service.editions import EditionError, EditionLocked
+from service import newsletters
+from service.editions import store
+from service.editions.drafts import ParsedDraft, parse_draft
+from service.editions.store import EditionError, EditionLocked
 from service.mail.render import markdown_to_html, render_edition
 from service.models import Edition, EditionStatus, Newsletter
 from service.web.deps import current_editor, db, editor_required, settings
@@ -167,7 +168,7 @@ def _words(where: str) -> str:
 
 
 def _field_name(where: str) -> str:
-    # The fields the content rules name (service/editions.py), in the editor's language.
+    # The fields the content rules name (service/editions/store.py), in the editor's language.
     names = {
         "title": _("title"),
         "date": _("date"),
@@ -288,7 +289,7 @@ def _blank_item() -> dict[str, Any]:
 
 def revision(edition: Edition) -> str:
     """A fingerprint of the saved content, to notice another tab or editor saving meanwhile."""
-    content = json.dumps(editions.to_data(edition), sort_keys=True, default=str)
+    content = json.dumps(store.to_data(edition), sort_keys=True, default=str)
     return hashlib.sha256(content.encode("utf-8")).hexdigest()[:20]
 
 
@@ -311,7 +312,7 @@ def _save(edition: Edition, form: MultiDict[str, str]) -> None:
     sent_revision = form.get("revision")
     if sent_revision and sent_revision != revision(edition):
         raise _Conflict
-    editions.apply_data(edition, form_to_data(form))
+    store.apply_data(edition, form_to_data(form))
     db().flush()
 
 
@@ -426,7 +427,7 @@ def index() -> str:
 def new(slug: str) -> Response:
     """Start a draft edition and open it in the composer."""
     newsletter = _newsletter(slug)
-    edition = editions.create(db(), newsletter, _starter(newsletter))
+    edition = store.create(db(), newsletter, _starter(newsletter))
     db().commit()
     return redirect(url_for(".edit", edition_id=edition.id))
 
@@ -436,7 +437,7 @@ def new(slug: str) -> Response:
 def edit(edition_id: int) -> str:
     """The composer for one edition (read-only once it has started sending)."""
     edition = _edition(edition_id)
-    return _page(edition, editions.to_data(edition))
+    return _page(edition, store.to_data(edition))
 
 
 @blueprint.post("/editions/<int:edition_id>")
@@ -564,9 +565,9 @@ def _paste(newsletter: Newsletter, edition: Edition | None) -> Response | str | 
             else:
                 try:
                     if edition is None:
-                        edition = editions.create(db(), newsletter, parsed.edition)
+                        edition = store.create(db(), newsletter, parsed.edition)
                     else:
-                        editions.apply_data(edition, parsed.edition)
+                        store.apply_data(edition, parsed.edition)
                         db().flush()
                 except EditionError as exc:
                     db().rollback()

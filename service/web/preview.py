@@ -1,6 +1,6 @@
 """Preview an edition as the exact message a subscriber gets, and send it as a test.
 
-The page shows the HTML part of the sample recipient's message (service.testsend)
+The page shows the HTML part of the sample recipient's message (service.sending.testsend)
 in frames at phone and desktop widths, its text part, its headers and its size
 against Gmail's clipping limit. Rendering goes through premailer, which is slow,
 so the rendering is kept in process per edition content.
@@ -26,10 +26,11 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
-from service import editions, testsend
 from service.config import Settings
+from service.editions import store
 from service.mail.render import RenderedEdition
 from service.models import Edition, EditionStatus
+from service.sending import testsend
 from service.web.deps import db, editor_required, settings
 from service.web.i18n import _
 
@@ -61,7 +62,7 @@ def _digest(edition: Edition) -> str:
     # is the content itself, plus what the frozen copy and the newsletter add to it.
     newsletter = edition.newsletter
     payload = [
-        editions.to_data(edition),
+        store.to_data(edition),
         edition.number,
         edition.status.value,
         str(edition.rendered_at),

@@ -13,7 +13,7 @@ import base64
 
 from flask import Blueprint, Response, abort, redirect, render_template, request
 
-from service import tokens, tracking
+from service import tokens
 from service.app import csrf
 from service.mail.mime import (
     CLICK_PURPOSE,
@@ -22,6 +22,7 @@ from service.mail.mime import (
     OPEN_PURPOSE,
     UNSUBSCRIBE_PURPOSE,
 )
+from service.tracking import events
 from service.web import i18n
 from service.web.deps import db, settings
 
@@ -45,8 +46,8 @@ def unsubscribe_page(token: str) -> str:
     """Show a one-button page; GET never unsubscribes (link scanners follow GETs)."""
     delivery_id = _delivery_id(token, UNSUBSCRIBE_PURPOSE)
     try:
-        ref = tracking.lookup(db(), delivery_id)
-    except tracking.UnknownDelivery:
+        ref = events.lookup(db(), delivery_id)
+    except events.UnknownDelivery:
         abort(404)
     i18n.use_newsletter_locale(db(), ref.newsletter_id)
     return render_template("web/unsubscribe.html", token=token, ref=ref, done=False)
@@ -60,10 +61,10 @@ def unsubscribe(token: str) -> tuple[str, int]:
     session = db()
     try:
         reason = (request.form.get("reason") or "").strip()[:500] or None
-        i18n.use_newsletter_locale(session, tracking.lookup(session, delivery_id).newsletter_id)
-        tracking.unsubscribe(session, delivery_id, reason=reason)
+        i18n.use_newsletter_locale(session, events.lookup(session, delivery_id).newsletter_id)
+        events.unsubscribe(session, delivery_id, reason=reason)
         session.commit()
-    except tracking.UnknownDelivery:
+    except events.UnknownDelivery:
         abort(404)
     return render_template("web/unsubscribe.html", token=token, ref=None, done=True), 200
 
@@ -77,9 +78,9 @@ def open_pixel(token: str) -> Response:
             settings().secret_key, (OPEN_PURPOSE, DELIVERY_PURPOSE), token, 1
         )
         session = db()
-        tracking.record_open(session, delivery_id)
+        events.record_open(session, delivery_id)
         session.commit()
-    except (tokens.BadToken, tracking.UnknownDelivery):
+    except (tokens.BadToken, events.UnknownDelivery):
         # Still the transparent GIF, so a mail client shows no broken image either way.
         status = 404
     response = Response(PIXEL, status=status, mimetype="image/gif")
@@ -93,9 +94,9 @@ def click(token: str, index: int) -> Response:
     delivery_id = _delivery_id(token, CLICK_PURPOSE)
     session = db()
     try:
-        target = tracking.record_click(session, delivery_id, index)
+        target = events.record_click(session, delivery_id, index)
         session.commit()
-    except tracking.UnknownDelivery:
+    except events.UnknownDelivery:
         abort(404)
     return redirect(target, code=302)  # type: ignore[return-value]
 
@@ -106,9 +107,9 @@ def feedback(token: str, answer: str) -> str:
     delivery_id = _delivery_id(token, FEEDBACK_PURPOSE)
     session = db()
     try:
-        i18n.use_newsletter_locale(session, tracking.lookup(session, delivery_id).newsletter_id)
-        tracking.record_feedback(session, delivery_id, liked=answer == "yes")
+        i18n.use_newsletter_locale(session, events.lookup(session, delivery_id).newsletter_id)
+        events.record_feedback(session, delivery_id, liked=answer == "yes")
         session.commit()
-    except tracking.UnknownDelivery:
+    except events.UnknownDelivery:
         abort(404)
     return render_template("web/feedback.html", liked=answer == "yes")

@@ -5,8 +5,8 @@ the confirmation link and the preference link are signed tokens. The reader's
 data (export, erasure) opens only from a fresh link mailed on request to their
 own address (/d/<token>/…), never from the preference link. Every form
 here carries a CSRF token except the embeddable signup form (see
-`subscribe_embed`). Views parse input, call one operation in service.signup or
-service.preferences, commit, then mail any notice and answer.
+`subscribe_embed`). Views parse input, call one operation in service.audience.signup or
+service.audience.preferences, commit, then mail any notice and answer.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from flask import render_template as flask_render
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response as BaseResponse
 
-from service import newsletters, preferences, ratelimit, signup
+from service import newsletters, ratelimit
 from service.addresses import InvalidAddress
 from service.app import csrf
+from service.audience import preferences, signup
 from service.mail.transport import SmtpTransport
 from service.models import Newsletter, Subscriber, Subscription, SubscriptionStatus, utcnow
 from service.numbers import int_or_none

@@ -35,11 +35,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response as BaseResponse
 
-from service import confirmations, exports, imports, newsletters, signup, subscribers
-from service.imports import ImportProgress, ImportReport
+from service import newsletters
+from service.audience import confirmations, exports, imports, signup, subscribers
+from service.audience.imports import ImportProgress, ImportReport
+from service.audience.subscribers import SubscriberFilter
 from service.models import Newsletter, Subscriber, SubscriberStatus, SubscriptionStatus, utcnow
 from service.numbers import int_or_none
-from service.subscribers import SubscriberFilter
 from service.web.deps import db, editor_required, settings
 from service.web.i18n import _, ngettext
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import confirmations, imports, signup, subscriptions
+from service.audience import confirmations, imports, signup, subscriptions
 from service.config import Settings
 from service.models import (
     ConfirmationMail,

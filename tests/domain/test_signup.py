@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import deliveries, ratelimit, signup, subscriptions, tokens
+from service import ratelimit, tokens
 from service.addresses import InvalidAddress
+from service.audience import signup, subscriptions
 from service.config import Settings
 from service.mail.transport import SmtpTransport
 from service.models import (
@@ -28,6 +29,7 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
+from service.sending import outbox
 from tests import factories
 from tests.support.smtp import RecordingSmtpServer
 
@@ -285,7 +287,7 @@ def test_confirming_lifts_the_unsubscribe_and_the_hard_bounce_suppressions(
     assert reader.status is SubscriberStatus.ACTIVE
     assert session.scalar(select(Suppression.id)) is None
     edition = factories.edition(session, letter)
-    recipients = session.execute(deliveries.recipients_query(edition, utcnow())).all()
+    recipients = session.execute(outbox.recipients_query(edition, utcnow())).all()
     assert [r.email for r in recipients] == [reader.email]
     session.rollback()
 

@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors, subscriptions
+from service.audience import subscriptions
 from service.cli import cli
 from service.config import Settings
 from service.models import (
@@ -33,6 +33,7 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
+from service.team import editors
 from tests import factories
 from tests.support.smtp import RecordedMessage, RecordingSmtpServer
 from tests.support.worker import WorkerProcess

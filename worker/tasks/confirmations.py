@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service import confirmations
+from service.audience import confirmations
 from worker import runtime
 from worker.celery_app import app
 

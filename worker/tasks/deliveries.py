@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service import dispatch, scheduling
+from service.sending import loop, schedule
 from worker import runtime
 from worker.celery_app import app
 
@@ -10,7 +10,7 @@ from worker.celery_app import app
 @app.task(name="hebdo.send_pending")
 def send_pending(edition_id: int) -> dict[str, int]:
     """Send the edition's due rows until none is left to claim."""
-    report = dispatch.send_pending(
+    report = loop.send_pending(
         runtime.sessions(),
         runtime.settings(),
         edition_id,
@@ -25,7 +25,7 @@ def dispatch_due() -> list[int]:
     """Start, resume and finish editions from the database, and hand their rows to workers."""
     settings = runtime.settings()
     with runtime.sessions()() as session, session.begin():
-        work = scheduling.sweep(
+        work = schedule.sweep(
             session,
             base_url=settings.base_url,
             templates_path=settings.email_templates_path,

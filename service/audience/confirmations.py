@@ -26,16 +26,10 @@ from email.policy import SMTP
 from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from service import signup
+from service.audience import signup
+from service.audience.subscriptions import record_hard_bounce
 from service.config import Settings
 from service.db import affected_rows
-from service.dispatch import (
-    CONNECTION_PATIENCE_SECONDS,
-    RATE_PATIENCE_SECONDS,
-    ConnectionCap,
-    RateLimiter,
-    Transport,
-)
 from service.mail.transport import (
     PermanentFailure,
     RelayUnavailable,
@@ -52,7 +46,13 @@ from service.models import (
     Suppression,
     utcnow,
 )
-from service.subscriptions import record_hard_bounce
+from service.sending.loop import (
+    CONNECTION_PATIENCE_SECONDS,
+    RATE_PATIENCE_SECONDS,
+    ConnectionCap,
+    RateLimiter,
+    Transport,
+)
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import edition_document
-from service.edition_document import EditionError as EditionError
-from service.edition_document import EditionInvalid as EditionInvalid
+from service.editions import schema
+from service.editions.schema import EditionError as EditionError
+from service.editions.schema import EditionInvalid as EditionInvalid
 from service.mail.render import RenderedEdition, render_edition
 from service.models import Edition, EditionStatus, NewsItem, Newsletter, utcnow
 
@@ -22,10 +22,10 @@ class EditionLocked(EditionError):
 def apply_data(edition: Edition, data: object) -> None:
     """Set an edition's content from the edition JSON (see README), validating it.
 
-    The rules are the edition document's (service.edition_document): every door goes
+    The rules are the edition document's (service.editions.schema): every door goes
     through here, so the CLI, the composer, a pasted draft and the demo agree.
     """
-    document = edition_document.validate(data)
+    document = schema.validate(data)
     if edition.status not in (EditionStatus.DRAFT, EditionStatus.SCHEDULED):
         raise EditionLocked(f"edition {edition.number} is {edition.status.value}")
     edition.title = document.title

@@ -16,9 +16,10 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import deliveries, editions
 from service.db import affected_rows
+from service.editions import store
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, utcnow
+from service.sending import outbox
 
 # After a relay outage the send tries again after the outage's length so far,
 # within these bounds: 30 s, 30 s, 60 s, 120 s … up to 5 minutes.
@@ -45,7 +46,7 @@ class SendStarted:
 class Settled:
     """The counts after a pause or cancel, once no worker holds any of the rows."""
 
-    progress: deliveries.Progress
+    progress: outbox.Progress
     in_flight: int  # rows a worker still held at the deadline (0: the counts are final)
 
 
@@ -75,11 +76,11 @@ def begin(
 ) -> SendStarted:
     """Freeze the rendering (once) and snapshot the recipients into the outbox."""
     if edition.status in (EditionStatus.SENT, EditionStatus.CANCELLED):
-        raise deliveries.SendError(f"edition {edition.number} is already {edition.status.value}")
+        raise outbox.SendError(f"edition {edition.number} is already {edition.status.value}")
     if edition.rendered_html is None:
-        editions.freeze(session, edition, base_url=base_url, templates_path=templates_path)
-    deliveries.start(session, edition, now=now)
-    remaining = deliveries.progress(session, edition.id).remaining
+        store.freeze(session, edition, base_url=base_url, templates_path=templates_path)
+    outbox.start(session, edition, now=now)
+    remaining = outbox.progress(session, edition.id).remaining
     return SendStarted(edition.id, remaining, _batches(remaining, batch_size))
 
 
@@ -94,7 +95,7 @@ def pause(session: Session, edition: Edition, reason: str = "paused by an editor
     """
     _lock(session, edition)
     if edition.status not in (EditionStatus.SENDING, EditionStatus.PAUSED):
-        raise deliveries.SendError(f"only a sending edition can be paused ({edition.status.value})")
+        raise outbox.SendError(f"only a sending edition can be paused ({edition.status.value})")
     edition.status = EditionStatus.PAUSED
     edition.status_detail = reason
     edition.resume_at = None
@@ -142,12 +143,12 @@ def resume(session: Session, edition: Edition) -> int:
     """Continue a paused send where it stopped; return the rows left."""
     _lock(session, edition)
     if edition.status != EditionStatus.PAUSED:
-        raise deliveries.SendError(f"only a paused edition can be resumed ({edition.status.value})")
+        raise outbox.SendError(f"only a paused edition can be resumed ({edition.status.value})")
     edition.status = EditionStatus.SENDING
     edition.status_detail = ""
     edition.resume_at = None
     session.flush()
-    return deliveries.progress(session, edition.id).remaining
+    return outbox.progress(session, edition.id).remaining
 
 
 def resume_due(
@@ -176,7 +177,7 @@ def cancel(session: Session, edition: Edition, now: datetime | None = None) -> i
     """Cancel every row not yet sent; return how many were cancelled."""
     _lock(session, edition)
     if edition.status in (EditionStatus.SENT, EditionStatus.CANCELLED):
-        raise deliveries.SendError(f"edition {edition.number} is already {edition.status.value}")
+        raise outbox.SendError(f"edition {edition.number} is already {edition.status.value}")
     result = session.execute(
         update(Delivery)
         .where(
@@ -210,8 +211,8 @@ def settle(
     deadline = time.monotonic() + timeout
     while True:
         with factory() as session:
-            held = deliveries.in_flight(session, edition_id)
-            progress = deliveries.progress(session, edition_id)
+            held = outbox.in_flight(session, edition_id)
+            progress = outbox.progress(session, edition_id)
         if held == 0 or time.monotonic() >= deadline:
             return Settled(progress, held)
         time.sleep(poll)
@@ -243,7 +244,7 @@ def finish_done(session: Session, now: datetime | None = None) -> list[int]:
     done = session.scalars(
         select(Edition).where(Edition.status == EditionStatus.SENDING, ~unfinished.exists())
     ).all()
-    return [e.id for e in done if deliveries.finish_if_done(session, e, now=now)]
+    return [e.id for e in done if outbox.finish_if_done(session, e, now=now)]
 
 
 def estimate(session: Session, edition: Edition, now: datetime | None = None) -> Estimate:
@@ -261,7 +262,7 @@ def estimate(session: Session, edition: Edition, now: datetime | None = None) ->
     )
     span = (now - window_start).total_seconds()
     rate = (recent or 0) / span if span > 0 else 0.0
-    remaining = deliveries.progress(session, edition.id).remaining
+    remaining = outbox.progress(session, edition.id).remaining
     if remaining == 0:
         return Estimate(rate, 0.0)
     return Estimate(rate, remaining / rate if rate > 0 else None)

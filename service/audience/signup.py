@@ -29,10 +29,10 @@ from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from service import subscriptions, tokens, translations
+from service import tokens, translations
 from service.addresses import for_sending, normalise
+from service.audience import subscriptions
 from service.config import Settings
-from service.dispatch import Transport
 from service.mail.mime import mailbox
 from service.mail.transport import DeliveryError
 from service.models import (
@@ -44,6 +44,7 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
+from service.sending.loop import Transport
 from service.text import one_line, person_name
 
 log = logging.getLogger(__name__)
@@ -406,7 +407,7 @@ def send_notice(
     The signup itself is already committed by the caller, so a relay outage
     loses nothing: the reader asks again and gets a new link. Only the notices
     that answer a signup take or free the resend slot; a data link is limited
-    by the preference centre (service.preferences.request_data_link).
+    by the preference centre (service.audience.preferences.request_data_link).
     """
     now = now or utcnow()
     try:

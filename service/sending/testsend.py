@@ -20,14 +20,14 @@ from email.message import EmailMessage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import editions
 from service.addresses import InvalidAddress, normalise
 from service.config import Settings
-from service.dispatch import Transport
+from service.editions import store
 from service.mail.mime import DKIM_HEADERS, DkimKey, Envelope, PreparedEdition, personalise, prepare
 from service.mail.render import RenderedEdition
 from service.mail.transport import DeliveryError, RelayUnavailable, SmtpTransport
 from service.models import Edition, EditionStatus, Subscriber, utcnow
+from service.sending.loop import Transport
 
 SAMPLE_NAME = "Marie Exemple"
 SAMPLE_EMAIL = "lecteur@example.org"
@@ -94,7 +94,7 @@ def rendering(edition: Edition, settings: Settings) -> RenderedEdition:
             text=edition.rendered_text,
             tracked_links=list(edition.tracked_links),
         )
-    return editions.render(
+    return store.render(
         edition, base_url=settings.base_url, templates_path=settings.email_templates_path
     )
 
