@@ -39,6 +39,7 @@ from sqlalchemy import Table, create_engine, insert, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.broker import CeleryQueue
 from service.config import Settings
 from service.db import make_engine, session_factory
 from service.editions import store
@@ -60,7 +61,6 @@ from tests.support.postgres import PostgresCluster
 from tests.support.redis_server import RedisServer
 from tests.support.smtp import SinkProcess
 from tests.support.worker import WorkerProcess
-from worker.tasks.deliveries import enqueue_send
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -348,8 +348,8 @@ def send_run(args: argparse.Namespace, workdir: Path) -> SendRun:
             process.start()
 
         started = time.perf_counter()
-        enqueue_send(
-            settings.broker_url, begun.edition_id, begun.batches, args.workers * args.concurrency
+        CeleryQueue(settings.broker_url).send_edition(
+            begun.edition_id, begun.batches, args.workers * args.concurrency
         )
         deadline = time.monotonic() + args.timeout
         while True:

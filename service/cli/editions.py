@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from datetime import datetime
@@ -14,6 +13,7 @@ import click
 from sqlalchemy.orm import Session
 
 from service import newsletters
+from service.broker import CeleryQueue
 from service.cli.context import ID, CliContext
 from service.editions import store
 from service.models import Edition
@@ -104,8 +104,6 @@ def parse_draft_command(path: Path, language: str) -> None:
 @pass_context
 def send_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float) -> None:
     """Send an edition now: snapshot its recipients and hand them to the workers."""
-    from worker.tasks.deliveries import enqueue_send
-
     settings = ctx.settings
     with ctx.transaction() as session:
         try:
@@ -119,7 +117,7 @@ def send_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float) -
             )
         except (store.EditionError, outbox.SendError) as exc:
             raise click.ClickException(str(exc)) from exc
-    enqueue_send(settings.broker_url, edition_id, started.batches)
+    CeleryQueue(settings.broker_url).send_edition(edition_id, started.batches)
     click.echo(f"sending edition {edition_id} to {started.recipients} recipients")
     if wait:
         total = wait_for_delivery(ctx, edition_id, timeout=timeout)
@@ -287,17 +285,17 @@ def pause_command(ctx: CliContext, edition_id: int) -> None:
 @pass_context
 def resume_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float) -> None:
     """Resume a paused send where it stopped."""
-    from worker.tasks.deliveries import enqueue_send
-
     settings = ctx.settings
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            left = controls.resume(session, edition)
+            started = controls.resume(session, edition, batch_size=settings.batch_size)
         except outbox.SendError as exc:
             raise click.ClickException(str(exc)) from exc
-    enqueue_send(settings.broker_url, edition_id, math.ceil(left / max(1, settings.batch_size)))
-    click.echo(f"resumed edition {edition.number} (id {edition_id}): {left} messages left")
+    CeleryQueue(settings.broker_url).send_edition(edition_id, started.batches)
+    click.echo(
+        f"resumed edition {edition.number} (id {edition_id}): {started.recipients} messages left"
+    )
     if wait:
         total = wait_for_delivery(ctx, edition_id, timeout=timeout)
         click.echo(f"delivered {total} messages")

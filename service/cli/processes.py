@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from service.broker import CeleryQueue
 from service.cli.context import CliContext
 from service.config import PROJECT_ROOT
 from service.models import Edition
@@ -169,8 +170,6 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
         _wait_for_port(port, web, "web server")
         start("worker", celery_worker_argv(2, True, instance))
 
-        from worker.tasks.deliveries import enqueue_send
-
         with ctx.transaction() as session:
             edition = session.get(Edition, data.edition_id)
             if edition is None:
@@ -182,7 +181,7 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
                 templates_path=settings.email_templates_path,
                 batch_size=settings.batch_size,
             )
-        enqueue_send(settings.broker_url, data.edition_id, started.batches)
+        CeleryQueue(settings.broker_url).send_edition(data.edition_id, started.batches)
         click.echo(f"sending edition {data.edition_number} to {started.recipients} readers…")
         sent = _wait_sent(ctx, data.edition_id, processes, timeout=120)
         maildir = instance / "maildir"

@@ -35,7 +35,7 @@ SETTLE_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class SendStarted:
-    """What begin() did: rows added to the outbox and batches to hand to workers."""
+    """What begin() or resume() did: rows left in the outbox and batches to hand to workers."""
 
     edition_id: int
     recipients: int
@@ -139,8 +139,8 @@ def pause_for_relay(
     return True
 
 
-def resume(session: Session, edition: Edition) -> int:
-    """Continue a paused send where it stopped; return the rows left."""
+def resume(session: Session, edition: Edition, *, batch_size: int) -> SendStarted:
+    """Continue a paused send where it stopped; what is left, like begin()."""
     _lock(session, edition)
     if edition.status != EditionStatus.PAUSED:
         raise outbox.SendError(f"only a paused edition can be resumed ({edition.status.value})")
@@ -148,7 +148,8 @@ def resume(session: Session, edition: Edition) -> int:
     edition.status_detail = ""
     edition.resume_at = None
     session.flush()
-    return outbox.progress(session, edition.id).remaining
+    remaining = outbox.progress(session, edition.id).remaining
+    return SendStarted(edition.id, remaining, _batches(remaining, batch_size))
 
 
 def resume_due(
@@ -166,11 +167,7 @@ def resume_due(
         .order_by(Edition.id)
         .with_for_update(skip_locked=True)
     ).all()
-    resumed = []
-    for edition in due:
-        remaining = resume(session, edition)
-        resumed.append(SendStarted(edition.id, remaining, _batches(remaining, batch_size)))
-    return resumed
+    return [resume(session, edition, batch_size=batch_size) for edition in due]
 
 
 def cancel(session: Session, edition: Edition, now: datetime | None = None) -> int:

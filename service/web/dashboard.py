@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -23,6 +22,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from service import newsletters
+from service.broker import CeleryQueue
 from service.models import Edition, EditionStatus, utcnow
 from service.sending import controls, outbox, schedule
 from service.web.deps import db, editor_required, settings
@@ -199,19 +199,18 @@ def _stop(edition_id: int, operation: Callable[[Edition], object]) -> Response:
 @editor_required
 def resume_edition(edition_id: int) -> Response:
     """Resume the send where it stopped and hand it to the workers."""
-    from worker.tasks.deliveries import enqueue_send
-
     found = _found(edition_id)
+    config = settings()
     try:
-        left = controls.resume(db(), found)
+        started = controls.resume(db(), found, batch_size=config.batch_size)
     except outbox.SendError as exc:
         db().rollback()
         flash(str(exc), "error")
         return _back(edition_id)
     db().commit()
     # After the commit, so the workers find the edition sending.
-    config = settings()
-    enqueue_send(config.broker_url, edition_id, math.ceil(left / max(1, config.batch_size)))
+    CeleryQueue(config.broker_url).send_edition(edition_id, started.batches)
+    left = started.recipients
     flash(ngettext("Resumed: {n} message to go.", "Resumed: {n} messages to go.", left), "ok")
     return _back(edition_id)
 

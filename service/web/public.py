@@ -14,7 +14,6 @@ import base64
 from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from service import tokens
-from service.app import csrf
 from service.mail.mime import (
     CLICK_PURPOSE,
     DELIVERY_PURPOSE,
@@ -25,6 +24,7 @@ from service.mail.mime import (
 from service.tracking import events
 from service.web import i18n
 from service.web.deps import db, settings
+from service.web.extensions import csrf
 
 blueprint = Blueprint("public", __name__)
 

@@ -24,13 +24,13 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from service import newsletters, ratelimit
 from service.addresses import InvalidAddress
-from service.app import csrf
 from service.audience import preferences, signup
 from service.mail.transport import SmtpTransport
 from service.models import Newsletter, Subscriber, Subscription, SubscriptionStatus, utcnow
 from service.numbers import int_or_none
 from service.text import UnusableText
 from service.web.deps import db, settings
+from service.web.extensions import csrf
 from service.web.i18n import translator
 
 log = logging.getLogger(__name__)

@@ -39,6 +39,7 @@ from service import newsletters
 from service.audience import confirmations, exports, imports, signup, subscribers
 from service.audience.imports import ImportProgress, ImportReport
 from service.audience.subscribers import SubscriberFilter
+from service.broker import CeleryQueue
 from service.models import Newsletter, Subscriber, SubscriberStatus, SubscriptionStatus, utcnow
 from service.numbers import int_or_none
 from service.web.deps import db, editor_required, settings
@@ -284,14 +285,12 @@ def _resend(
 
 def _enqueuer() -> confirmations.Enqueue:
     """Hand a newsletter's queued confirmations to the workers (call after the commit)."""
-    from worker.tasks.confirmations import enqueue_confirmations
-
     broker_url = settings().broker_url
     logger = current_app.logger
 
     def enqueue(newsletter_id: int) -> None:
         try:
-            enqueue_confirmations(broker_url, newsletter_id)
+            CeleryQueue(broker_url).send_confirmations(newsletter_id)
         except Exception:
             # The rows are queued in the database: the beat sweep hands them out later.
             logger.exception("could not enqueue the confirmations of newsletter %s", newsletter_id)

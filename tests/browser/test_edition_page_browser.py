@@ -81,7 +81,7 @@ def test_editor_watches_the_send_pauses_it_sees_it_resumed_elsewhere_and_cancels
     with sessions.begin() as session:
         edition = session.get(Edition, edition_id)
         assert edition is not None
-        controls.resume(session, edition)
+        controls.resume(session, edition, batch_size=500)
     expect(page.get_by_role("button", name="Pause")).to_be_visible(timeout=10_000)
     expect(page.locator("#status")).to_have_text("sending")
 

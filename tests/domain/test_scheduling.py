@@ -269,9 +269,9 @@ def test_pause_resume_and_cancel_follow_the_state_machine(
     controls.pause(session, edition)
     assert (edition.status, edition.resume_at) == (EditionStatus.PAUSED, None)
     assert edition.status_detail == "paused by an editor"
-    assert controls.resume(session, edition) == 3
+    assert controls.resume(session, edition, batch_size=500).recipients == 3
     with pytest.raises(outbox.SendError, match="only a paused edition"):
-        controls.resume(session, edition)
+        controls.resume(session, edition, batch_size=500)
 
     assert controls.cancel(session, edition) == 3
     assert edition.status == EditionStatus.CANCELLED

@@ -421,7 +421,7 @@ def test_pause_and_cancel_stop_the_loop_at_the_next_message(
     with sessions() as session, session.begin():
         edition = session.get(Edition, edition_id)
         assert edition is not None
-        assert controls.resume(session, edition) == readers - sent
+        assert controls.resume(session, edition, batch_size=500).recipients == readers - sent
     report = loop.send_pending(sessions, settings, edition_id)
 
     assert report.sent == readers - sent
@@ -455,7 +455,7 @@ def test_a_relay_refusing_our_sender_pauses_the_send_instead_of_failing_everyone
     with sessions() as session, session.begin():
         edition = session.get(Edition, edition_id)
         assert edition is not None
-        controls.resume(session, edition)
+        controls.resume(session, edition, batch_size=500)
     loop.send_pending(sessions, settings, edition_id)
     assert _edition(sessions, edition_id).status == EditionStatus.SENT
     assert len(smtp_server.messages) == READERS
