@@ -13,6 +13,7 @@ from service.editions.schema import EditionError as EditionError
 from service.editions.schema import EditionInvalid as EditionInvalid
 from service.mail.render import RenderedEdition, render_edition
 from service.models import Edition, EditionStatus, NewsItem, Newsletter, utcnow
+from service.sending import lifecycle
 
 
 class EditionLocked(EditionError):
@@ -26,7 +27,7 @@ def apply_data(edition: Edition, data: object) -> None:
     through here, so the CLI, the composer, a pasted draft and the demo agree.
     """
     document = schema.validate(data)
-    if edition.status not in (EditionStatus.DRAFT, EditionStatus.SCHEDULED):
+    if not lifecycle.is_editable(edition):
         raise EditionLocked(f"edition {edition.number} is {edition.status.value}")
     edition.title = document.title
     edition.week_start = document.week_start

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db import affected_rows
 from service.editions import store
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, utcnow
-from service.sending import outbox
+from service.sending import lifecycle, outbox
 
 # After a relay outage the send tries again after the outage's length so far,
 # within these bounds: 30 s, 30 s, 60 s, 120 s … up to 5 minutes.
@@ -75,7 +75,7 @@ def begin(
     now: datetime | None = None,
 ) -> SendStarted:
     """Freeze the rendering (once) and snapshot the recipients into the outbox."""
-    if edition.status in (EditionStatus.SENT, EditionStatus.CANCELLED):
+    if edition.status in lifecycle.FINAL:
         raise outbox.SendError(f"edition {edition.number} is already {edition.status.value}")
     if edition.rendered_html is None:
         store.freeze(session, edition, base_url=base_url, templates_path=templates_path)
@@ -96,8 +96,7 @@ def pause(session: Session, edition: Edition, reason: str = "paused by an editor
     _lock(session, edition)
     if edition.status not in (EditionStatus.SENDING, EditionStatus.PAUSED):
         raise outbox.SendError(f"only a sending edition can be paused ({edition.status.value})")
-    edition.status = EditionStatus.PAUSED
-    edition.status_detail = reason
+    lifecycle.move(edition, EditionStatus.PAUSED, detail=reason)
     edition.resume_at = None
     session.flush()
 
@@ -129,12 +128,16 @@ def pause_for_relay(
     marks = [t for t in (last_sent, edition.send_started_at) if t is not None]
     outage = (now - max(marks)).total_seconds() if marks else 0.0
     wait = min(max_seconds, max(min_seconds, outage))
-    edition.status = EditionStatus.PAUSED
-    edition.resume_at = now + timedelta(seconds=wait)
-    edition.status_detail = (
-        f"paused: SMTP relay unavailable ({error}); "
-        f"trying again at {edition.resume_at.isoformat(timespec='seconds')}"
+    resume_at = now + timedelta(seconds=wait)
+    lifecycle.move(
+        edition,
+        EditionStatus.PAUSED,
+        detail=(
+            f"paused: SMTP relay unavailable ({error}); "
+            f"trying again at {resume_at.isoformat(timespec='seconds')}"
+        ),
     )
+    edition.resume_at = resume_at
     session.flush()
     return True
 
@@ -144,8 +147,7 @@ def resume(session: Session, edition: Edition, *, batch_size: int) -> SendStarte
     _lock(session, edition)
     if edition.status != EditionStatus.PAUSED:
         raise outbox.SendError(f"only a paused edition can be resumed ({edition.status.value})")
-    edition.status = EditionStatus.SENDING
-    edition.status_detail = ""
+    lifecycle.move(edition, EditionStatus.SENDING, detail="")
     edition.resume_at = None
     session.flush()
     remaining = outbox.progress(session, edition.id).remaining
@@ -173,7 +175,7 @@ def resume_due(
 def cancel(session: Session, edition: Edition, now: datetime | None = None) -> int:
     """Cancel every row not yet sent; return how many were cancelled."""
     _lock(session, edition)
-    if edition.status in (EditionStatus.SENT, EditionStatus.CANCELLED):
+    if edition.status in lifecycle.FINAL:
         raise outbox.SendError(f"edition {edition.number} is already {edition.status.value}")
     result = session.execute(
         update(Delivery)
@@ -184,8 +186,8 @@ def cancel(session: Session, edition: Edition, now: datetime | None = None) -> i
         .values(status=DeliveryStatus.CANCELLED, last_error="edition cancelled")
         .execution_options(synchronize_session=False)
     )
-    edition.status = EditionStatus.CANCELLED
-    edition.status_detail = f"cancelled at {(now or utcnow()).isoformat(timespec='seconds')}"
+    cancelled_at = (now or utcnow()).isoformat(timespec="seconds")
+    lifecycle.move(edition, EditionStatus.CANCELLED, detail=f"cancelled at {cancelled_at}")
     edition.resume_at = None
     session.flush()
     return affected_rows(result)

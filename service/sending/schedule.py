@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.models import Edition, EditionStatus, Newsletter, utcnow
-from service.sending import controls
+from service.sending import controls, lifecycle
 from service.sending.outbox import SendError
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def schedule(
     now = now or utcnow()
     session.flush()
     session.refresh(edition, with_for_update=True)  # the beat may be starting it right now
-    if edition.status not in (EditionStatus.DRAFT, EditionStatus.SCHEDULED):
+    if not lifecycle.is_editable(edition):
         raise SendError(
             f"edition {edition.number} is {edition.status.value}: it can no longer be scheduled"
         )
@@ -86,9 +86,8 @@ def schedule(
         raise ScheduleError("give the time with its time zone, e.g. 2025-03-29T08:00+01:00")
     elif when < now - PAST_GRACE:
         raise ScheduleError(f"{when.isoformat()} is in the past")
-    edition.status = EditionStatus.SCHEDULED
+    lifecycle.move(edition, EditionStatus.SCHEDULED, detail="")
     edition.scheduled_at = when.astimezone(UTC)
-    edition.status_detail = ""
     session.flush()
     return edition.scheduled_at
 
@@ -99,9 +98,8 @@ def unschedule(session: Session, edition: Edition) -> None:
     session.refresh(edition, with_for_update=True)
     if edition.status != EditionStatus.SCHEDULED:
         raise SendError(f"edition {edition.number} is {edition.status.value}, not scheduled")
-    edition.status = EditionStatus.DRAFT
+    lifecycle.move(edition, EditionStatus.DRAFT, detail="")
     edition.scheduled_at = None
-    edition.status_detail = ""
     session.flush()
 
 

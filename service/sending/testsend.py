@@ -26,7 +26,8 @@ from service.editions import store
 from service.mail.mime import DKIM_HEADERS, DkimKey, Envelope, PreparedEdition, personalise, prepare
 from service.mail.render import RenderedEdition
 from service.mail.transport import DeliveryError, RelayUnavailable, SmtpTransport
-from service.models import Edition, EditionStatus, Subscriber, utcnow
+from service.models import Edition, Subscriber, utcnow
+from service.sending import lifecycle
 from service.sending.loop import Transport
 
 SAMPLE_NAME = "Marie Exemple"
@@ -86,7 +87,7 @@ def subject_prefix(language: str) -> str:
 
 def rendering(edition: Edition, settings: Settings) -> RenderedEdition:
     """The frozen rendering once sending has started, else a fresh render of the content."""
-    locked = edition.status not in (EditionStatus.DRAFT, EditionStatus.SCHEDULED)
+    locked = not lifecycle.is_editable(edition)
     if locked and edition.rendered_html is not None and edition.rendered_text is not None:
         return RenderedEdition(
             subject=edition.rendered_subject or edition.subject,

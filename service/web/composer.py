@@ -40,7 +40,8 @@ from service.editions import store
 from service.editions.drafts import ParsedDraft, parse_draft
 from service.editions.store import EditionError, EditionLocked
 from service.mail.render import markdown_to_html, render_edition
-from service.models import Edition, EditionStatus, Newsletter
+from service.models import Edition, Newsletter
+from service.sending import lifecycle
 from service.web.deps import current_editor, db, editor_required, settings
 from service.web.i18n import _, format_number, ngettext, status_label
 
@@ -50,7 +51,6 @@ blueprint = Blueprint("composer", __name__, url_prefix="/compose")
 SIZE_LIMIT_BYTES = 102 * 1024
 SIZE_WARN_BYTES = 90 * 1024
 AUTOSAVE_SECONDS = 20
-EDITABLE = (EditionStatus.DRAFT, EditionStatus.SCHEDULED)
 RELATED_KINDS = ("Article", "Vidéo", "Podcast", "Livre", "Rapport", "Entretien")
 
 _ITEM_FIELDS = (
@@ -307,7 +307,7 @@ def size_of(edition: Edition) -> SizeBudget:
 
 
 def _save(edition: Edition, form: MultiDict[str, str]) -> None:
-    if edition.status not in EDITABLE:
+    if not lifecycle.is_editable(edition):
         raise EditionLocked(f"edition {edition.number} is {edition.status.value}")
     sent_revision = form.get("revision")
     if sent_revision and sent_revision != revision(edition):
@@ -369,7 +369,7 @@ def _page(
         data=data,
         error=error,
         notice=notice,
-        readonly=edition.status not in EDITABLE,
+        readonly=not lifecycle.is_editable(edition),
         revision=revision_value if revision_value is not None else revision(edition),
         size=size_of(edition),
         kinds=RELATED_KINDS,
@@ -418,7 +418,10 @@ def index() -> str:
         for newsletter in newsletters.list_all(session)
     ]
     return render_template(
-        "web/composer/index.html", rows=rows, editable=EDITABLE, messages=get_flashed_messages()
+        "web/composer/index.html",
+        rows=rows,
+        editable=lifecycle.EDITABLE,
+        messages=get_flashed_messages(),
     )
 
 
@@ -535,7 +538,7 @@ def paste_new(slug: str) -> Response | str | tuple[str, int]:
 def paste_into(edition_id: int) -> Response | str | tuple[str, int]:
     """Paste a draft over the content of an existing draft edition."""
     edition = _edition(edition_id)
-    if edition.status not in EDITABLE:
+    if not lifecycle.is_editable(edition):
         flash(
             _(
                 "Edition {number} is {status}: it can no longer change.",

@@ -29,8 +29,8 @@ from werkzeug.wrappers import Response as BaseResponse
 from service.config import Settings
 from service.editions import store
 from service.mail.render import RenderedEdition
-from service.models import Edition, EditionStatus
-from service.sending import testsend
+from service.models import Edition
+from service.sending import lifecycle, testsend
 from service.web.deps import db, editor_required, settings
 from service.web.i18n import _
 
@@ -42,7 +42,6 @@ FRAME_CSP = (
     "img-src * data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 )
 WIDTHS = (("phone", 375), ("desktop", 1200))
-EDITABLE = (EditionStatus.DRAFT, EditionStatus.SCHEDULED)
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ def _page(edition: Edition, *, addresses: str = "", errors: list[str] | None = N
         edition=edition,
         sample=sample,
         sample_recipient=f"{testsend.SAMPLE_NAME} <{testsend.SAMPLE_EMAIL}>",
-        frozen=edition.rendered_html is not None and edition.status not in EDITABLE,
+        frozen=edition.rendered_html is not None and not lifecycle.is_editable(edition),
         size=_kb(sample.size),
         html_size=_kb(html_size),
         html_limit=_kb(testsend.GMAIL_CLIP_BYTES),
