@@ -9,7 +9,6 @@ lost. The autosave endpoint takes the same form fields and answers in JSON.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from service import newsletters
 from service.editions import store
 from service.editions.drafts import ParsedDraft, parse_draft
 from service.editions.store import EditionError, EditionLocked
-from service.mail.render import markdown_to_html, render_edition
+from service.mail.render import markdown_to_html
 from service.models import Edition, Newsletter
 from service.sending import lifecycle
 from service.web.deps import current_editor, db, editor_required, settings
@@ -47,9 +46,6 @@ from service.web.i18n import _, format_number, ngettext, status_label
 
 blueprint = Blueprint("composer", __name__, url_prefix="/compose")
 
-# Gmail clips an HTML part above 102 KB; past 90 KB an editor should start cutting.
-SIZE_LIMIT_BYTES = 102 * 1024
-SIZE_WARN_BYTES = 90 * 1024
 AUTOSAVE_SECONDS = 20
 RELATED_KINDS = ("Article", "Vidéo", "Podcast", "Livre", "Rapport", "Entretien")
 
@@ -89,11 +85,7 @@ class SizeBudget:
     @property
     def level(self) -> str:
         """ok, warn (past 90 KB) or over (Gmail clips it)."""
-        if self.bytes > SIZE_LIMIT_BYTES:
-            return "over"
-        if self.bytes > SIZE_WARN_BYTES:
-            return "warn"
-        return "ok"
+        return store.size_level(self.bytes)
 
     @property
     def label(self) -> str:
@@ -101,7 +93,7 @@ class SizeBudget:
         return _(
             "{size} KB of {limit} KB",
             size=format_number(self.kilobytes),
-            limit=format_number(SIZE_LIMIT_BYTES // 1024),
+            limit=format_number(store.SIZE_LIMIT_BYTES // 1024),
         )
 
     @property
@@ -118,7 +110,7 @@ class SizeBudget:
         return {
             "bytes": self.bytes,
             "kb": self.kilobytes,
-            "limit_bytes": SIZE_LIMIT_BYTES,
+            "limit_bytes": store.SIZE_LIMIT_BYTES,
             "level": self.level,
             "label": self.label,
             "advice": self.advice,
@@ -287,30 +279,21 @@ def _blank_item() -> dict[str, Any]:
 # --- the edition's state ----------------------------------------------------------------
 
 
-def revision(edition: Edition) -> str:
-    """A fingerprint of the saved content, to notice another tab or editor saving meanwhile."""
-    content = json.dumps(store.to_data(edition), sort_keys=True, default=str)
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()[:20]
-
-
 def size_of(edition: Edition) -> SizeBudget:
     """The size of the HTML part subscribers will get (with tracked links)."""
     config = settings()
-    rendered = render_edition(
-        edition,
-        edition.newsletter,
-        base_url=config.base_url,
-        templates_path=config.email_templates_path,
-        personal=True,
+    return SizeBudget(
+        store.html_size(
+            edition, base_url=config.base_url, templates_path=config.email_templates_path
+        )
     )
-    return SizeBudget(len(rendered.html.encode("utf-8")))
 
 
 def _save(edition: Edition, form: MultiDict[str, str]) -> None:
     if not lifecycle.is_editable(edition):
         raise EditionLocked(f"edition {edition.number} is {edition.status.value}")
     sent_revision = form.get("revision")
-    if sent_revision and sent_revision != revision(edition):
+    if sent_revision and sent_revision != store.revision(edition):
         raise _Conflict
     store.apply_data(edition, form_to_data(form))
     db().flush()
@@ -370,7 +353,7 @@ def _page(
         error=error,
         notice=notice,
         readonly=not lifecycle.is_editable(edition),
-        revision=revision_value if revision_value is not None else revision(edition),
+        revision=revision_value if revision_value is not None else store.revision(edition),
         size=size_of(edition),
         kinds=RELATED_KINDS,
         autosave_seconds=AUTOSAVE_SECONDS,
@@ -510,7 +493,7 @@ def autosave(edition_id: int) -> tuple[Response, int]:
     db().commit()
     return jsonify(
         ok=True,
-        revision=revision(edition),
+        revision=store.revision(edition),
         saved_at=datetime.now().astimezone().strftime("%H:%M:%S"),
         size=size_of(edition).as_json(),
     ), 200
