@@ -43,7 +43,8 @@ from service.broker import CeleryQueue
 from service.config import Settings
 from service.db import make_engine, session_factory
 from service.editions import store
-from service.mail.mime import DkimKey, personalise
+from service.mail.dkim import DkimKey
+from service.mail.mime import personalise
 from service.models import (
     Edition,
     EditionStatus,

@@ -30,11 +30,13 @@ from service.audience import signup
 from service.audience.subscriptions import record_hard_bounce
 from service.config import Settings
 from service.db import affected_rows
+from service.mail import notices
 from service.mail.transport import (
     PermanentFailure,
     RelayUnavailable,
     SmtpTransport,
     TemporaryFailure,
+    Transport,
 )
 from service.models import (
     ConfirmationMail,
@@ -51,7 +53,6 @@ from service.sending.loop import (
     RATE_PATIENCE_SECONDS,
     ConnectionCap,
     RateLimiter,
-    Transport,
 )
 
 log = logging.getLogger(__name__)
@@ -497,7 +498,7 @@ def _send_batch(
         if subscription is None:  # erased meanwhile: the row went with it
             continue
         try:
-            message = signup.build_message(subscription, signup.Notice.CONFIRM, settings)
+            message = signup.build_message(subscription, notices.Notice.CONFIRM, settings)
             data = message.as_bytes(policy=SMTP)
         except Exception as exc:  # one reader's data must not stop the others
             log.warning("confirmation %s cannot be built: %s", item.mail_id, exc)

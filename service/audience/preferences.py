@@ -134,7 +134,7 @@ def request_data_link(
 ) -> Subscription:
     """Take one of the reader's data-link slots; the subscription whose notice carries it.
 
-    The notice (signup.Notice.DATA_EXPORT or DATA_ERASE, sent by the caller after
+    The notice (notices.Notice.DATA_EXPORT or DATA_ERASE, sent by the caller after
     commit with signup.send_notice) goes to the reader's own address only, from
     the newsletter the preference link came from, or else the latest one they
     joined. Raises TooManyDataLinks past DATA_LINKS_PER_HOUR (the refused hit

@@ -12,7 +12,7 @@ import re
 import smtplib
 import ssl
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Protocol
 
 from service.addresses import InvalidAddress, for_sending
 from service.config import SmtpRelay
@@ -22,6 +22,14 @@ _ENHANCED_STATUS = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
 Stage = Literal["connect", "mail", "rcpt", "data"]
 
 SMTPUTF8_REFUSED = "the relay does not accept SMTPUTF8"
+
+
+class Transport(Protocol):
+    """What the senders (send loop, notices, confirmations, test sends) need of SMTP."""
+
+    def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class DeliveryError(Exception):

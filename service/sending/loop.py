@@ -21,12 +21,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.audience.subscriptions import record_hard_bounce
 from service.config import Settings
-from service.mail.mime import DkimKey, Envelope, PreparedEdition, personalise, prepare
+from service.mail import dkim
+from service.mail.mime import Envelope, PreparedEdition, personalise, prepare
 from service.mail.transport import (
     PermanentFailure,
     RelayUnavailable,
     SmtpTransport,
     TemporaryFailure,
+    Transport,
 )
 from service.models import DeliveryStatus, Edition, EditionStatus, utcnow
 from service.sending import controls, outbox
@@ -41,14 +43,6 @@ RETRY_MAX_SECONDS = 3600.0
 # taken) give the claimed rows back instead of holding them: beat hands them out again.
 RATE_PATIENCE_SECONDS = 30.0
 CONNECTION_PATIENCE_SECONDS = 5.0
-
-
-class Transport(Protocol):
-    """What the send loop needs from an SMTP transport."""
-
-    def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class RateLimiter(Protocol):
@@ -112,11 +106,6 @@ def prepare_edition(edition: Edition, settings: Settings) -> PreparedEdition:
     if edition.rendered_html is None or edition.rendered_text is None:
         raise outbox.SendError(f"edition {edition.id} has not been rendered")
     newsletter = edition.newsletter
-    dkim = None
-    if settings.dkim_selector and settings.dkim_domain and settings.dkim_private_key_path:
-        dkim = DkimKey.load(
-            settings.dkim_selector, settings.dkim_domain, settings.dkim_private_key_path
-        )
     return prepare(
         edition_id=edition.id,
         newsletter_slug=newsletter.slug,
@@ -131,7 +120,7 @@ def prepare_edition(edition: Edition, settings: Settings) -> PreparedEdition:
         secret=settings.secret_key,
         base_url=settings.base_url,
         bounce_domain=settings.bounce_domain,
-        dkim=dkim,
+        dkim=dkim.key_from(settings),
     )
 
 

@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session
 from service.addresses import InvalidAddress, normalise
 from service.config import Settings
 from service.editions import store
-from service.mail.mime import DKIM_HEADERS, DkimKey, Envelope, PreparedEdition, personalise, prepare
+from service.mail import dkim
+from service.mail.dkim import DkimKey
+from service.mail.mime import Envelope, PreparedEdition, personalise, prepare
 from service.mail.render import RenderedEdition
-from service.mail.transport import DeliveryError, RelayUnavailable, SmtpTransport
+from service.mail.transport import DeliveryError, RelayUnavailable, SmtpTransport, Transport
 from service.models import Edition, Subscriber, utcnow
 from service.sending import lifecycle
-from service.sending.loop import Transport
 
 SAMPLE_NAME = "Marie Exemple"
 SAMPLE_EMAIL = "lecteur@example.org"
@@ -194,14 +195,14 @@ def send_test(
     names: dict[str, str] = dict(session.execute(query).all())
     prefix = subject_prefix(edition.newsletter.language)
     prepared = _prepared(edition, settings, rendering(edition, settings), prefix)
-    dkim = _dkim_key(settings)
+    key = dkim.key_from(settings)
     report = TestSendReport()
     own_transport = transport is None
     smtp: Transport = transport or SmtpTransport(settings.smtp_relays)
     try:
         for index, address in enumerate(recipients):
             mail_from, data = _test_message(
-                prepared, address, names.get(address) or SAMPLE_NAME, dkim
+                prepared, address, names.get(address) or SAMPLE_NAME, key
             )
             try:
                 smtp.send(mail_from, address, data)
@@ -219,7 +220,7 @@ def send_test(
 
 
 def _test_message(
-    prepared: PreparedEdition, address: str, name: str, dkim: DkimKey | None
+    prepared: PreparedEdition, address: str, name: str, key: DkimKey | None
 ) -> tuple[str, bytes]:
     envelope = personalise(prepared, PREVIEW_DELIVERY_ID, address, name, utcnow())
     # Every test gets its own Message-ID: mail services drop a second message carrying
@@ -230,19 +231,6 @@ def _test_message(
         f"Message-ID: {unique}\r\n".encode("ascii"),
         1,
     )
-    if dkim is None:
+    if key is None:
         return envelope.mail_from, data
-    import dkim as dkimpy  # imported lazily: only deployments that sign pay for it
-
-    signature: bytes = dkimpy.sign(
-        data, dkim.selector, dkim.domain, dkim.private_key, include_headers=DKIM_HEADERS
-    )
-    return envelope.mail_from, signature + data
-
-
-def _dkim_key(settings: Settings) -> DkimKey | None:
-    if settings.dkim_selector and settings.dkim_domain and settings.dkim_private_key_path:
-        return DkimKey.load(
-            settings.dkim_selector, settings.dkim_domain, settings.dkim_private_key_path
-        )
-    return None
+    return envelope.mail_from, dkim.signed(key, data)

@@ -14,6 +14,7 @@ import base64
 from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from service import tokens
+from service.mail import links
 from service.mail.mime import (
     CLICK_PURPOSE,
     DELIVERY_PURPOSE,
@@ -41,7 +42,7 @@ def _delivery_id(token: str, purpose: str) -> int:
     return delivery_id
 
 
-@blueprint.get("/u/<token>")
+@blueprint.get(links.ROUTES["unsubscribe"])
 def unsubscribe_page(token: str) -> str:
     """Show a one-button page; GET never unsubscribes (link scanners follow GETs)."""
     delivery_id = _delivery_id(token, UNSUBSCRIBE_PURPOSE)
@@ -53,7 +54,7 @@ def unsubscribe_page(token: str) -> str:
     return render_template("web/unsubscribe.html", token=token, ref=ref, done=False)
 
 
-@blueprint.post("/u/<token>")
+@blueprint.post(links.ROUTES["unsubscribe"])
 @csrf.exempt  # RFC 8058: mail clients POST with no cookie; the signed token authorises
 def unsubscribe(token: str) -> tuple[str, int]:
     """One-click unsubscribe: effective at once, no confirmation step."""
@@ -69,7 +70,7 @@ def unsubscribe(token: str) -> tuple[str, int]:
     return render_template("web/unsubscribe.html", token=token, ref=None, done=True), 200
 
 
-@blueprint.get("/o/<token>.gif")
+@blueprint.get(links.ROUTES["open"])
 def open_pixel(token: str) -> Response:
     """Record an open and answer with a transparent GIF."""
     status = 200
@@ -88,7 +89,7 @@ def open_pixel(token: str) -> Response:
     return response
 
 
-@blueprint.get("/c/<token>/<int:index>")
+@blueprint.get(links.ROUTES["click"])
 def click(token: str, index: int) -> Response:
     """Record a click and redirect to the link stored with the edition."""
     delivery_id = _delivery_id(token, CLICK_PURPOSE)
@@ -101,7 +102,7 @@ def click(token: str, index: int) -> Response:
     return redirect(target, code=302)  # type: ignore[return-value]
 
 
-@blueprint.get("/f/<token>/<any(yes, no):answer>")
+@blueprint.get(links.ROUTES["feedback"])
 def feedback(token: str, answer: str) -> str:
     """Record "did you like this edition?" and thank the reader."""
     delivery_id = _delivery_id(token, FEEDBACK_PURPOSE)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from service import tokens
 from service.audience import preferences, signup, subscriptions
 from service.config import Settings
+from service.mail import notices
 from service.mail.mime import DELIVERY_PURPOSE
 from service.models import (
     Delivery,
@@ -97,7 +98,7 @@ def test_profile_and_newsletter_choices(backend: str, session: Session, settings
     # Adding a newsletter only asks for it: pending until the emailed link is used.
     results = preferences.choose(session, reader, {letter.id, other.id}, ip="192.0.2.4")
     assert [(r.notice, r.subscription_id) for r in results] == [
-        (signup.Notice.CONFIRM, results[0].subscription_id)
+        (notices.Notice.CONFIRM, results[0].subscription_id)
     ]
     joined = session.get(Subscription, results[0].subscription_id)
     assert joined is not None
