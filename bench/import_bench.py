@@ -28,9 +28,10 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from service import imports, newsletters
+from service import newsletters
+from service.audience import imports
 from service.db import make_engine, session_factory, transaction
-from service.migrate import upgrade
+from service.tools.migrate import upgrade
 
 FIRST_NAMES = ("Léa", "Hugo", "Chloé", "Louis", "Inès", "Jules", "Zoé", "Noé", "Anaïs", "René")
 LAST_NAMES = ("Martin", "Bernard", "Lefèvre", "Durand", "Moreau", "Roux", "N'Diaye", "Girard")

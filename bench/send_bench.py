@@ -39,11 +39,12 @@ from sqlalchemy import Table, create_engine, insert, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch, editions, sending
+from service.broker import CeleryQueue
 from service.config import Settings
 from service.db import make_engine, session_factory
-from service.mail.mime import DkimKey, personalise
-from service.migrate import upgrade
+from service.editions import store
+from service.mail.dkim import DkimKey
+from service.mail.mime import personalise
 from service.models import (
     Edition,
     EditionStatus,
@@ -53,13 +54,14 @@ from service.models import (
     SubscriptionStatus,
     utcnow,
 )
+from service.sending import controls, loop
+from service.tools.migrate import upgrade
 from tests import factories
 from tests.support import free_port
 from tests.support.postgres import PostgresCluster
 from tests.support.redis_server import RedisServer
 from tests.support.smtp import SinkProcess
 from tests.support.worker import WorkerProcess
-from worker.tasks.deliveries import enqueue_send
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -311,15 +313,15 @@ def send_run(args: argparse.Namespace, workdir: Path) -> SendRun:
         with factory() as session, session.begin():
             letter = session.get(Newsletter, letter_id)
             assert letter is not None
-            edition = editions.create(session, letter, factories.sample_data("fr"))
-            begun = sending.begin(
+            edition = store.create(session, letter, factories.sample_data("fr"))
+            begun = controls.begin(
                 session,
                 edition,
                 base_url=settings.base_url,
                 templates_path=settings.email_templates_path,
                 batch_size=settings.batch_size,
             )
-            prepared = dispatch.prepare_edition(edition, settings)
+            prepared = loop.prepare_edition(edition, settings)
         snapshot_seconds = time.perf_counter() - started
         size = len(personalise(prepared, 1, "lecteur1@exemple.org", "Lecteur 1", utcnow()).data)
 
@@ -347,8 +349,8 @@ def send_run(args: argparse.Namespace, workdir: Path) -> SendRun:
             process.start()
 
         started = time.perf_counter()
-        enqueue_send(
-            settings.broker_url, begun.edition_id, begun.batches, args.workers * args.concurrency
+        CeleryQueue(settings.broker_url).send_edition(
+            begun.edition_id, begun.batches, args.workers * args.concurrency
         )
         deadline = time.monotonic() + args.timeout
         while True:
@@ -380,14 +382,14 @@ def micro_personalise(samples: int = 3000) -> dict[str, float]:
         with factory() as session, session.begin():
             letter = factories.newsletter(session)
             edition = factories.edition(session, letter)
-            sending.begin(
+            controls.begin(
                 session,
                 edition,
                 base_url="https://lettre.exemple.org",
                 templates_path=settings.email_templates_path,
                 batch_size=200,
             )
-            prepared = dispatch.prepare_edition(edition, settings)
+            prepared = loop.prepare_edition(edition, settings)
         results = {"personalise": _per_call(prepared, samples)}
         key_path = workdir / "dkim.pem"
         made = subprocess.run(

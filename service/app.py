@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from flask import Flask
-from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.config import Settings
 from service.db import make_engine, session_factory
-
-csrf = CSRFProtect()
+from service.web import register
+from service.web.converters import BoundedIntConverter
+from service.web.extensions import csrf
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app for these settings (read from the environment by default)."""
     settings = settings or Settings.from_env()
-    from service.web.converters import BoundedIntConverter
-
     app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
     # Before any route is added: every <int:…> answers 404 past the database's INTEGER.
     app.url_map.converters["int"] = BoundedIntConverter
@@ -37,8 +35,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         # records) and the scheme come from the proxy's headers, and only from them.
         n = settings.proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-
-    from service.web import register
 
     register(app)
     return app

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.app import create_app
 from service.config import Settings
 from service.db import make_engine, session_factory
-from service.migrate import upgrade
+from service.tools.migrate import upgrade
 from tests.support.postgres import PostgresCluster
 from tests.support.redis_server import RedisServer
 from tests.support.smtp import RecordingSmtpServer

@@ -9,8 +9,10 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from service import editions, newsletters, sending, subscriptions
+from service import newsletters
+from service.audience import subscriptions
 from service.config import Settings
+from service.editions import store
 from service.models import (
     Edition,
     Newsletter,
@@ -19,6 +21,7 @@ from service.models import (
     SubscriptionStatus,
     utcnow,
 )
+from service.sending import controls
 
 SAMPLE = Path(__file__).resolve().parents[1] / "service" / "sample"
 
@@ -83,14 +86,14 @@ def sample_data(language: str = "fr") -> dict[str, Any]:
 
 def edition(session: Session, letter: Newsletter, language: str = "fr") -> Edition:
     """A draft edition with the sample content."""
-    return editions.create(session, letter, sample_data(language))
+    return store.create(session, letter, sample_data(language))
 
 
 def begin_sending(
     session: Session, settings: Settings, edition: Edition, batch_size: int | None = None
-) -> sending.SendStarted:
+) -> controls.SendStarted:
     """Freeze the edition and snapshot its readers, with the test instance's settings."""
-    return sending.begin(
+    return controls.begin(
         session,
         edition,
         base_url=settings.base_url,

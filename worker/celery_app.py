@@ -6,9 +6,10 @@ from typing import Any
 
 from celery import Celery
 
+from service import queue
 from service.config import Settings
 
-app = Celery("hebdo", include=["worker.tasks.deliveries", "worker.tasks.confirmations"])
+app = Celery("hebdo", include=["worker.tasks.sending", "worker.tasks.confirmations"])
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -21,11 +22,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
-        "task_default_queue": "hebdo",
+        "task_default_queue": queue.QUEUE,
         "timezone": "UTC",
         "beat_schedule": {
-            "dispatch-due": {"task": "hebdo.dispatch_due", "schedule": 15.0},
-            "confirmations-due": {"task": "hebdo.confirmations_due", "schedule": 60.0},
+            "dispatch-due": {"task": queue.DISPATCH_DUE, "schedule": 15.0},
+            "confirmations-due": {"task": queue.CONFIRMATIONS_DUE, "schedule": 60.0},
         },
     }
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from datetime import datetime
@@ -13,9 +12,12 @@ from zoneinfo import ZoneInfo
 import click
 from sqlalchemy.orm import Session
 
-from service import deliveries, editions, newsletters, scheduling, sending
+from service import newsletters
+from service.broker import CeleryQueue
 from service.cli.context import ID, CliContext
+from service.editions import store
 from service.models import Edition
+from service.sending import controls, outbox, schedule
 
 pass_context = click.make_pass_decorator(CliContext)
 
@@ -43,12 +45,12 @@ def load_command(ctx: CliContext, path: Path, slug: str) -> None:
     with ctx.transaction() as session:
         try:
             newsletter = newsletters.get_by_slug(session, slug)
-            edition = editions.create(session, newsletter, data)
-        except editions.EditionInvalid as exc:
+            edition = store.create(session, newsletter, data)
+        except store.EditionInvalid as exc:
             for where, reason in exc.problems:
                 click.echo(f"{path}: {where}: {reason}" if where else f"{path}: {reason}", err=True)
             raise click.exceptions.Exit(2) from exc
-        except (newsletters.UnknownNewsletter, editions.EditionError) as exc:
+        except (newsletters.UnknownNewsletter, store.EditionError) as exc:
             raise click.ClickException(f"{path}: {exc}") from exc
         count = len(edition.items)
         click.echo(f"loaded edition {edition.number} (id {edition.id}) with {count} news items")
@@ -61,10 +63,10 @@ def show_command(ctx: CliContext, edition_id: int) -> None:
     """Print an edition as JSON (the format `load` reads)."""
     with ctx.sessions() as session:
         try:
-            edition = editions.get(session, edition_id)
-        except editions.EditionError as exc:
+            edition = store.get(session, edition_id)
+        except store.EditionError as exc:
             raise click.ClickException(str(exc)) from exc
-        click.echo(json.dumps(editions.to_data(edition), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(store.to_data(edition), ensure_ascii=False, indent=2))
 
 
 @editions_group.command("render")
@@ -75,8 +77,8 @@ def render_command(ctx: CliContext, edition_id: int, as_text: bool) -> None:
     """Print the edition's email as subscribers get it (before personalisation)."""
     settings = ctx.settings
     with ctx.sessions() as session:
-        edition = editions.get(session, edition_id)
-        rendered = editions.render(
+        edition = store.get(session, edition_id)
+        rendered = store.render(
             edition, base_url=settings.base_url, templates_path=settings.email_templates_path
         )
     click.echo(rendered.text if as_text else rendered.html)
@@ -87,7 +89,7 @@ def render_command(ctx: CliContext, edition_id: int, as_text: bool) -> None:
 @click.option("--language", type=click.Choice(["fr", "en"]), default="fr")
 def parse_draft_command(path: Path, language: str) -> None:
     """Turn a pasted plain-text draft into edition JSON; problems go to stderr."""
-    from service.drafts import parse_draft
+    from service.editions.drafts import parse_draft
 
     parsed = parse_draft(path.read_text(encoding="utf-8-sig"), language=language)
     click.echo(json.dumps(parsed.edition, ensure_ascii=False, indent=2))
@@ -102,22 +104,20 @@ def parse_draft_command(path: Path, language: str) -> None:
 @pass_context
 def send_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float) -> None:
     """Send an edition now: snapshot its recipients and hand them to the workers."""
-    from worker.tasks.deliveries import enqueue_send
-
     settings = ctx.settings
     with ctx.transaction() as session:
         try:
-            edition = editions.get(session, edition_id)
-            started = sending.begin(
+            edition = store.get(session, edition_id)
+            started = controls.begin(
                 session,
                 edition,
                 base_url=settings.base_url,
                 templates_path=settings.email_templates_path,
                 batch_size=settings.batch_size,
             )
-        except (editions.EditionError, deliveries.SendError) as exc:
+        except (store.EditionError, outbox.SendError) as exc:
             raise click.ClickException(str(exc)) from exc
-    enqueue_send(settings.broker_url, edition_id, started.batches)
+    CeleryQueue(settings.broker_url).send_edition(edition_id, started.batches)
     click.echo(f"sending edition {edition_id} to {started.recipients} recipients")
     if wait:
         total = wait_for_delivery(ctx, edition_id, timeout=timeout)
@@ -134,9 +134,9 @@ def wait_for_delivery(ctx: CliContext, edition_id: int, *, timeout: float) -> in
     width = 30
     while True:
         with ctx.sessions() as session:
-            edition = editions.get(session, edition_id)
-            progress = deliveries.progress(session, edition_id)
-            estimate = sending.estimate(session, edition)
+            edition = store.get(session, edition_id)
+            progress = outbox.progress(session, edition_id)
+            estimate = controls.estimate(session, edition)
         status = edition.status.value
         done = progress.sent + progress.failed + progress.cancelled
         filled = int(width * done / progress.total) if progress.total else width
@@ -180,8 +180,8 @@ def _duration(seconds: float) -> str:
 
 def _edition(session: Session, edition_id: int) -> Edition:
     try:
-        return editions.get(session, edition_id)
-    except editions.EditionError as exc:
+        return store.get(session, edition_id)
+    except store.EditionError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -199,7 +199,7 @@ def failures_command(ctx: CliContext, edition_id: int, limit: int) -> None:
     """List the deliveries of an edition that failed, with their reasons."""
     with ctx.sessions() as session:
         _edition(session, edition_id)
-        count, failed = deliveries.failures(session, edition_id, limit=limit)
+        count, failed = outbox.failures(session, edition_id, limit=limit)
     for failure in failed:
         address = _printable(failure.email[:200])
         click.echo(f"{failure.delivery_id}\t{address}\t{_printable(failure.reason)}")
@@ -235,8 +235,8 @@ def schedule_command(ctx: CliContext, edition_id: int, at: str | None, next_slot
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            scheduled = scheduling.schedule(session, edition, when)
-        except deliveries.SendError as exc:
+            scheduled = schedule.schedule(session, edition, when)
+        except outbox.SendError as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(
             f"edition {edition.number} (id {edition.id}) scheduled for {_local(edition, scheduled)}"
@@ -251,8 +251,8 @@ def unschedule_command(ctx: CliContext, edition_id: int) -> None:
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            scheduling.unschedule(session, edition)
-        except deliveries.SendError as exc:
+            schedule.unschedule(session, edition)
+        except outbox.SendError as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"edition {edition.number} (id {edition.id}) is a draft again")
 
@@ -265,11 +265,11 @@ def pause_command(ctx: CliContext, edition_id: int) -> None:
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            sending.pause(session, edition)
-        except deliveries.SendError as exc:
+            controls.pause(session, edition)
+        except outbox.SendError as exc:
             raise click.ClickException(str(exc)) from exc
     # After the commit: the messages already handed to the relay finish, then we count.
-    settled = sending.settle(ctx.sessions, edition_id)
+    settled = controls.settle(ctx.sessions, edition_id)
     left = settled.progress.remaining
     click.echo(
         f"paused edition {edition.number} (id {edition_id}) with {left} messages left, "
@@ -285,17 +285,17 @@ def pause_command(ctx: CliContext, edition_id: int) -> None:
 @pass_context
 def resume_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float) -> None:
     """Resume a paused send where it stopped."""
-    from worker.tasks.deliveries import enqueue_send
-
     settings = ctx.settings
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            left = sending.resume(session, edition)
-        except deliveries.SendError as exc:
+            started = controls.resume(session, edition, batch_size=settings.batch_size)
+        except outbox.SendError as exc:
             raise click.ClickException(str(exc)) from exc
-    enqueue_send(settings.broker_url, edition_id, math.ceil(left / max(1, settings.batch_size)))
-    click.echo(f"resumed edition {edition.number} (id {edition_id}): {left} messages left")
+    CeleryQueue(settings.broker_url).send_edition(edition_id, started.batches)
+    click.echo(
+        f"resumed edition {edition.number} (id {edition_id}): {started.recipients} messages left"
+    )
     if wait:
         total = wait_for_delivery(ctx, edition_id, timeout=timeout)
         click.echo(f"delivered {total} messages")
@@ -309,12 +309,12 @@ def cancel_command(ctx: CliContext, edition_id: int) -> None:
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            sending.cancel(session, edition)
-        except deliveries.SendError as exc:
+            controls.cancel(session, edition)
+        except outbox.SendError as exc:
             raise click.ClickException(str(exc)) from exc
     # After the commit: a message already handed to the relay may still be taken (it
     # then counts as sent); wait for those, so the numbers below are the final ones.
-    settled = sending.settle(ctx.sessions, edition_id)
+    settled = controls.settle(ctx.sessions, edition_id)
     progress = settled.progress
     failed = f", {progress.failed} failed" if progress.failed else ""
     click.echo(
@@ -324,7 +324,7 @@ def cancel_command(ctx: CliContext, edition_id: int) -> None:
     _still_held(settled)
 
 
-def _still_held(settled: sending.Settled) -> None:
+def _still_held(settled: controls.Settled) -> None:
     if settled.in_flight:
         click.echo(
             f"{settled.in_flight} messages were still held by a worker; the counts may "

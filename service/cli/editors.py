@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from service import editors
 from service.cli.context import CliContext
+from service.team import editors
 
 pass_context = click.make_pass_decorator(CliContext)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from service import inbound
 from service.cli.context import CliContext
+from service.tracking import inbound
 
 pass_context = click.make_pass_decorator(CliContext)
 

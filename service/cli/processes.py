@@ -13,10 +13,12 @@ from pathlib import Path
 
 import click
 
-from service import deliveries, migrate, sending
+from service.broker import CeleryQueue
 from service.cli.context import CliContext
 from service.config import PROJECT_ROOT
 from service.models import Edition
+from service.sending import controls, outbox
+from service.tools import migrate
 
 pass_context = click.make_pass_decorator(CliContext)
 
@@ -83,7 +85,7 @@ def web_command(ctx: CliContext, host: str, port: int) -> None:
 @pass_context
 def sink_command(ctx: CliContext, host: str, port: int, maildir: Path | None) -> None:
     """Run the local SMTP sink that keeps every message in a Maildir."""
-    from service import sink
+    from service.tools import sink
 
     target = maildir or ctx.settings.maildir_path or ctx.settings.instance_path / "maildir"
     sys.exit(sink.main(["--host", host, "--port", str(port), "--maildir", str(target)]))
@@ -140,7 +142,7 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
     ctx = CliContext()
     settings = ctx.settings
     migrate.upgrade(settings.database_url)
-    from service import demo
+    from service.tools import demo
 
     with ctx.transaction() as session:
         data = demo.seed(session)
@@ -168,20 +170,18 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
         _wait_for_port(port, web, "web server")
         start("worker", celery_worker_argv(2, True, instance))
 
-        from worker.tasks.deliveries import enqueue_send
-
         with ctx.transaction() as session:
             edition = session.get(Edition, data.edition_id)
             if edition is None:
                 raise click.ClickException("the sample edition vanished")
-            started = sending.begin(
+            started = controls.begin(
                 session,
                 edition,
                 base_url=settings.base_url,
                 templates_path=settings.email_templates_path,
                 batch_size=settings.batch_size,
             )
-        enqueue_send(settings.broker_url, data.edition_id, started.batches)
+        CeleryQueue(settings.broker_url).send_edition(data.edition_id, started.batches)
         click.echo(f"sending edition {data.edition_number} to {started.recipients} readers…")
         sent = _wait_sent(ctx, data.edition_id, processes, timeout=120)
         maildir = instance / "maildir"
@@ -223,7 +223,7 @@ def _wait_sent(
             if process.poll() is not None:
                 raise click.ClickException(f"{name} exited with code {process.returncode}")
         with ctx.sessions() as session:
-            progress = deliveries.progress(session, edition_id)
+            progress = outbox.progress(session, edition_id)
         if progress.total and progress.done:
             return progress.sent
         time.sleep(0.3)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import click
 
-from service import confirmations, exports, imports
+from service.audience import confirmations, exports, imports
+from service.audience.imports import ImportAborted, ImportProgress
+from service.broker import CeleryQueue
 from service.cli.context import CliContext
-from service.imports import ImportAborted, ImportProgress
 from service.mail.wording import LANGUAGES
 from service.models import SubscriptionStatus
 from service.newsletters import UnknownNewsletter, get_by_slug
@@ -195,13 +196,11 @@ def add_command(
 
 def _enqueuer(ctx: CliContext) -> confirmations.Enqueue:
     """Hand a newsletter's queued confirmations to the workers (after the commit)."""
-    from worker.tasks.confirmations import enqueue_confirmations
-
     broker_url = ctx.settings.broker_url
 
     def enqueue(newsletter_id: int) -> None:
         try:
-            enqueue_confirmations(broker_url, newsletter_id)
+            CeleryQueue(broker_url).send_confirmations(newsletter_id)
         except Exception as exc:  # the rows are committed: beat's sweep hands them out later
             click.echo(
                 f"warning: could not reach the broker ({exc}); the workers' "

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from service import editions, testsend
 from service.cli.context import ID, CliContext
+from service.editions import store
+from service.sending import testsend
 
 pass_context = click.make_pass_decorator(CliContext)
 
@@ -19,9 +20,9 @@ def test_send_command(ctx: CliContext, edition_id: int, addresses: tuple[str, ..
     settings = ctx.settings
     with ctx.sessions() as session:
         try:
-            edition = editions.get(session, edition_id)
+            edition = store.get(session, edition_id)
             report = testsend.send_test(session, edition, addresses, settings)
-        except (editions.EditionError, testsend.BadTestAddresses) as exc:
+        except (store.EditionError, testsend.BadTestAddresses) as exc:
             raise click.ClickException(str(exc)) from exc
     for address in report.sent:
         click.echo(f"sent to {address}")

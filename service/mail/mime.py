@@ -18,10 +18,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
-from pathlib import Path
 
 from service import text, tokens
 from service.addresses import for_sending
+from service.mail import dkim, links
+from service.mail.dkim import DkimKey
 from service.mail.render import (
     CLICK_TOKEN,
     FEEDBACK_TOKEN,
@@ -57,24 +58,9 @@ _TOKEN_PURPOSES = {
 }
 
 
-@dataclass(frozen=True)
-class DkimKey:
-    """What DKIM signing needs, loaded once."""
-
-    selector: bytes
-    domain: bytes
-    private_key: bytes
-
-    @classmethod
-    def load(cls, selector: str, domain: str, key_path: Path) -> DkimKey:
-        """Read the PEM private key from disk."""
-        return cls(selector.encode(), domain.encode(), key_path.read_bytes())
-
-
-DKIM_HEADERS = [
-    b"from", b"to", b"subject", b"date", b"message-id", b"list-id",
-    b"list-unsubscribe", b"list-unsubscribe-post", b"mime-version", b"content-type",
-]  # fmt: skip
+# The unsubscribe route ends with its token, so the per-message URL is a concatenation
+# (links.url's formatting would run once per message).
+_UNSUBSCRIBE_PATH = links.path("unsubscribe", token="")
 
 
 @dataclass(frozen=True)
@@ -314,7 +300,7 @@ def prepare(
         fold("From", mailbox(sender_name, sender_email)),
         fold("Subject", unstructured(subject)),
         fold("List-Id", f"{phrase(newsletter_name)} {list_id}" if newsletter_name else list_id),
-        fold("List-Archive", f"<{base_url}/archive/{newsletter_slug}>"),
+        fold("List-Archive", f"<{links.list_archive(base_url, newsletter_slug)}>"),
         fold("Precedence", "bulk"),
         fold("Feedback-ID", f"{edition_id}:{newsletter_slug}:hebdo"),
         fold("MIME-Version", "1.0"),
@@ -401,7 +387,7 @@ def personalise(
     html_part = prepared.html.fill({**values, GREETING: _line_end(_qp(html.escape(greeting)))})
     text_part = prepared.text.fill({**values, GREETING: _line_end(_qp(greeting))})
     mid = message_id(prepared, delivery_id)
-    unsubscribe = f"{prepared.base_url}/u/{unsubscribe_token}"
+    unsubscribe = f"{prepared.base_url}{_UNSUBSCRIBE_PATH}{unsubscribe_token}"
     mailto = f"mailto:unsubscribe+{unsubscribe_token}@{prepared.bounce_domain}"
     boundary = prepared.boundary.encode()
     headers = (
@@ -431,14 +417,5 @@ def personalise(
     )  # fmt: skip
     data = headers + body
     if prepared.dkim is not None:
-        data = _dkim_sign(prepared.dkim, data) + data
+        data = dkim.signed(prepared.dkim, data)
     return Envelope(verp_sender(prepared, delivery_id), rcpt, data, mid)
-
-
-def _dkim_sign(key: DkimKey, data: bytes) -> bytes:
-    import dkim  # imported lazily: only deployments that sign pay for it
-
-    signature = dkim.sign(
-        data, key.selector, key.domain, key.private_key, include_headers=DKIM_HEADERS
-    )
-    return bytes(signature)

@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from service.mail.links import url as public_url
 from service.mail.wording import date_label, join_names, week_label
 from service.models import Edition, Newsletter
 from service.translations import translator
@@ -78,12 +79,12 @@ class PublicUrls:
             }
         base = self.base_url
         return {
-            "unsubscribe": f"{base}/u/{UNSUBSCRIBE_TOKEN}",
-            "preferences": f"{base}/p/{PREFS_TOKEN}",
+            "unsubscribe": public_url(base, "unsubscribe", token=UNSUBSCRIBE_TOKEN),
+            "preferences": public_url(base, "preferences", token=PREFS_TOKEN),
             "web_version": web_version,
-            "feedback_yes": f"{base}/f/{FEEDBACK_TOKEN}/yes",
-            "feedback_no": f"{base}/f/{FEEDBACK_TOKEN}/no",
-            "open_pixel": f"{base}/o/{OPEN_TOKEN}.gif",
+            "feedback_yes": public_url(base, "feedback", token=FEEDBACK_TOKEN, answer="yes"),
+            "feedback_no": public_url(base, "feedback", token=FEEDBACK_TOKEN, answer="no"),
+            "open_pixel": public_url(base, "open", token=OPEN_TOKEN),
         }
 
 
@@ -218,7 +219,8 @@ def _split_title(synthesis: str) -> tuple[str | None, str]:
 
 
 @lru_cache(maxsize=8)
-def _environment(templates_path: Path) -> Environment:
+def environment(templates_path: Path) -> Environment:
+    """The one Jinja environment of the email templates (editions and notices)."""
     return Environment(
         loader=FileSystemLoader(str(templates_path)),
         autoescape=select_autoescape(["html"]),
@@ -257,7 +259,8 @@ def track_links(html_source: str, base_url: str, token: str) -> tuple[str, list[
         index = positions.setdefault(target, len(links))
         if index == len(links):
             links.append(target)
-        return f"{match.group(1)}{base_url}/c/{token}/{index}{match.group(3)}"
+        click = public_url(base_url, "click", token=token, index=index)
+        return f"{match.group(1)}{click}{match.group(3)}"
 
     return _HREF.sub(rewrite, html_source), links
 
@@ -275,8 +278,10 @@ def render_edition(
     With personal=True the links carry the placeholder of their purpose and
     outbound links are tracked; with personal=False (the web archive) nothing is personal.
     """
-    env = _environment(templates_path)
-    web_version = f"{base_url}/archive/{newsletter.slug}/{edition.number}"
+    env = environment(templates_path)
+    web_version = public_url(
+        base_url, "archive_edition", slug=newsletter.slug, number=edition.number
+    )
     urls = PublicUrls(base_url, personal).as_context(web_version)
     context = build_context(edition, newsletter, base_url, urls)
     if not personal:

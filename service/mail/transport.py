@@ -12,7 +12,7 @@ import re
 import smtplib
 import ssl
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Protocol
 
 from service.addresses import InvalidAddress, for_sending
 from service.config import SmtpRelay
@@ -22,6 +22,14 @@ _ENHANCED_STATUS = re.compile(r"\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
 Stage = Literal["connect", "mail", "rcpt", "data"]
 
 SMTPUTF8_REFUSED = "the relay does not accept SMTPUTF8"
+
+
+class Transport(Protocol):
+    """What the senders (send loop, notices, confirmations, test sends) need of SMTP."""
+
+    def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class DeliveryError(Exception):
@@ -81,7 +89,7 @@ class _StaleConnection(Exception):
 def mailbox_is_bad(enhanced: tuple[int, int, int] | None, code: int | None) -> bool:
     """Whether a refusal naming the recipient means its mailbox is bad (see hard_bounce).
 
-    Shared with the bounce reports that come back later (service/inbound.py), so
+    Shared with the bounce reports that come back later (service/tracking/inbound.py), so
     a refusal at RCPT and a DSN for the same reason suppress the same addresses.
     """
     if enhanced is not None and enhanced[1:] != (0, 0):

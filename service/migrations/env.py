@@ -1,4 +1,4 @@
-"""Alembic environment: runs against the URL handed over by service.migrate."""
+"""Alembic environment: runs against the URL handed over by service.tools.migrate."""
 
 from __future__ import annotations
 

@@ -19,13 +19,14 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from service import newsletters
+from service.mail import links
 from service.mail.render import PublicUrls, build_context, render_edition
 from service.mail.wording import week_label
 from service.models import Edition, EditionStatus, Newsletter
 from service.web import i18n
 from service.web.deps import db, settings
 
-blueprint = Blueprint("archive", __name__, url_prefix="/archive")
+blueprint = Blueprint("archive", __name__)
 
 ATOM = "http://www.w3.org/2005/Atom"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
@@ -96,7 +97,7 @@ def _week(edition: Edition, language: str) -> str:
     return ""
 
 
-@blueprint.get("/<slug>/")
+@blueprint.get(links.ROUTES["archive"])
 def index(slug: str) -> str:
     """Every sent edition of a newsletter, newest first."""
     newsletter = _newsletter(slug)
@@ -105,7 +106,7 @@ def index(slug: str) -> str:
     return render_template("web/archive_index.html", newsletter=newsletter, rows=rows)
 
 
-@blueprint.get("/<slug>/<int:number>")
+@blueprint.get(links.ROUTES["archive_edition"])
 def edition(slug: str, number: int) -> Markup:
     """A sent edition as a web page: the email's HTML with nothing personal in it."""
     newsletter = _newsletter(slug)
@@ -146,7 +147,7 @@ def _add(parent: ET.Element, name: str, text: str | None = None, **attributes: s
     return element
 
 
-@blueprint.get("/<slug>/feed.atom")
+@blueprint.get(links.ROUTES["archive_feed"])
 def feed(slug: str) -> Response:
     """An Atom 1.0 feed of the sent editions, with their content and no tracking."""
     newsletter = _newsletter(slug)

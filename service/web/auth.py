@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from service import editors
+from service.team import editors
 from service.web.deps import current_editor, db, editor_required
 from service.web.i18n import _, ngettext
 

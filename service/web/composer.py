@@ -1,6 +1,6 @@
 """The editor's composer: write an edition, or turn a pasted draft into one.
 
-Views read the form into the edition JSON and hand it to service.editions.apply_data,
+Views read the form into the edition JSON and hand it to service.editions.store.apply_data,
 the one implementation of the content rules. When the data is refused the page is
 rendered again from what the editor typed, never from the database, so no text is
 lost. The autosave endpoint takes the same form fields and answers in JSON.
@@ -9,7 +9,6 @@ lost. The autosave endpoint takes the same form fields and answers in JSON.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from collections.abc import Callable
@@ -35,21 +34,19 @@ from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
-from service import editions, newsletters
-from service.drafts import ParsedDraft, parse_draft
-from service.editions import EditionError, EditionLocked
-from service.mail.render import markdown_to_html, render_edition
-from service.models import Edition, EditionStatus, Newsletter
+from service import newsletters
+from service.editions import store
+from service.editions.drafts import ParsedDraft, parse_draft
+from service.editions.store import EditionError, EditionLocked
+from service.mail.render import markdown_to_html
+from service.models import Edition, Newsletter
+from service.sending import lifecycle
 from service.web.deps import current_editor, db, editor_required, settings
 from service.web.i18n import _, format_number, ngettext, status_label
 
 blueprint = Blueprint("composer", __name__, url_prefix="/compose")
 
-# Gmail clips an HTML part above 102 KB; past 90 KB an editor should start cutting.
-SIZE_LIMIT_BYTES = 102 * 1024
-SIZE_WARN_BYTES = 90 * 1024
 AUTOSAVE_SECONDS = 20
-EDITABLE = (EditionStatus.DRAFT, EditionStatus.SCHEDULED)
 RELATED_KINDS = ("Article", "Vidéo", "Podcast", "Livre", "Rapport", "Entretien")
 
 _ITEM_FIELDS = (
@@ -88,11 +85,7 @@ class SizeBudget:
     @property
     def level(self) -> str:
         """ok, warn (past 90 KB) or over (Gmail clips it)."""
-        if self.bytes > SIZE_LIMIT_BYTES:
-            return "over"
-        if self.bytes > SIZE_WARN_BYTES:
-            return "warn"
-        return "ok"
+        return store.size_level(self.bytes)
 
     @property
     def label(self) -> str:
@@ -100,7 +93,7 @@ class SizeBudget:
         return _(
             "{size} KB of {limit} KB",
             size=format_number(self.kilobytes),
-            limit=format_number(SIZE_LIMIT_BYTES // 1024),
+            limit=format_number(store.SIZE_LIMIT_BYTES // 1024),
         )
 
     @property
@@ -117,7 +110,7 @@ class SizeBudget:
         return {
             "bytes": self.bytes,
             "kb": self.kilobytes,
-            "limit_bytes": SIZE_LIMIT_BYTES,
+            "limit_bytes": store.SIZE_LIMIT_BYTES,
             "level": self.level,
             "label": self.label,
             "advice": self.advice,
@@ -167,7 +160,7 @@ def _words(where: str) -> str:
 
 
 def _field_name(where: str) -> str:
-    # The fields the content rules name (service/editions.py), in the editor's language.
+    # The fields the content rules name (service/editions/store.py), in the editor's language.
     names = {
         "title": _("title"),
         "date": _("date"),
@@ -286,32 +279,23 @@ def _blank_item() -> dict[str, Any]:
 # --- the edition's state ----------------------------------------------------------------
 
 
-def revision(edition: Edition) -> str:
-    """A fingerprint of the saved content, to notice another tab or editor saving meanwhile."""
-    content = json.dumps(editions.to_data(edition), sort_keys=True, default=str)
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()[:20]
-
-
 def size_of(edition: Edition) -> SizeBudget:
     """The size of the HTML part subscribers will get (with tracked links)."""
     config = settings()
-    rendered = render_edition(
-        edition,
-        edition.newsletter,
-        base_url=config.base_url,
-        templates_path=config.email_templates_path,
-        personal=True,
+    return SizeBudget(
+        store.html_size(
+            edition, base_url=config.base_url, templates_path=config.email_templates_path
+        )
     )
-    return SizeBudget(len(rendered.html.encode("utf-8")))
 
 
 def _save(edition: Edition, form: MultiDict[str, str]) -> None:
-    if edition.status not in EDITABLE:
+    if not lifecycle.is_editable(edition):
         raise EditionLocked(f"edition {edition.number} is {edition.status.value}")
     sent_revision = form.get("revision")
-    if sent_revision and sent_revision != revision(edition):
+    if sent_revision and sent_revision != store.revision(edition):
         raise _Conflict
-    editions.apply_data(edition, form_to_data(form))
+    store.apply_data(edition, form_to_data(form))
     db().flush()
 
 
@@ -368,8 +352,8 @@ def _page(
         data=data,
         error=error,
         notice=notice,
-        readonly=edition.status not in EDITABLE,
-        revision=revision_value if revision_value is not None else revision(edition),
+        readonly=not lifecycle.is_editable(edition),
+        revision=revision_value if revision_value is not None else store.revision(edition),
         size=size_of(edition),
         kinds=RELATED_KINDS,
         autosave_seconds=AUTOSAVE_SECONDS,
@@ -417,7 +401,10 @@ def index() -> str:
         for newsletter in newsletters.list_all(session)
     ]
     return render_template(
-        "web/composer/index.html", rows=rows, editable=EDITABLE, messages=get_flashed_messages()
+        "web/composer/index.html",
+        rows=rows,
+        editable=lifecycle.EDITABLE,
+        messages=get_flashed_messages(),
     )
 
 
@@ -426,7 +413,7 @@ def index() -> str:
 def new(slug: str) -> Response:
     """Start a draft edition and open it in the composer."""
     newsletter = _newsletter(slug)
-    edition = editions.create(db(), newsletter, _starter(newsletter))
+    edition = store.create(db(), newsletter, _starter(newsletter))
     db().commit()
     return redirect(url_for(".edit", edition_id=edition.id))
 
@@ -436,7 +423,7 @@ def new(slug: str) -> Response:
 def edit(edition_id: int) -> str:
     """The composer for one edition (read-only once it has started sending)."""
     edition = _edition(edition_id)
-    return _page(edition, editions.to_data(edition))
+    return _page(edition, store.to_data(edition))
 
 
 @blueprint.post("/editions/<int:edition_id>")
@@ -506,7 +493,7 @@ def autosave(edition_id: int) -> tuple[Response, int]:
     db().commit()
     return jsonify(
         ok=True,
-        revision=revision(edition),
+        revision=store.revision(edition),
         saved_at=datetime.now().astimezone().strftime("%H:%M:%S"),
         size=size_of(edition).as_json(),
     ), 200
@@ -534,7 +521,7 @@ def paste_new(slug: str) -> Response | str | tuple[str, int]:
 def paste_into(edition_id: int) -> Response | str | tuple[str, int]:
     """Paste a draft over the content of an existing draft edition."""
     edition = _edition(edition_id)
-    if edition.status not in EDITABLE:
+    if not lifecycle.is_editable(edition):
         flash(
             _(
                 "Edition {number} is {status}: it can no longer change.",
@@ -564,9 +551,9 @@ def _paste(newsletter: Newsletter, edition: Edition | None) -> Response | str | 
             else:
                 try:
                     if edition is None:
-                        edition = editions.create(db(), newsletter, parsed.edition)
+                        edition = store.create(db(), newsletter, parsed.edition)
                     else:
-                        editions.apply_data(edition, parsed.edition)
+                        store.apply_data(edition, parsed.edition)
                         db().flush()
                 except EditionError as exc:
                     db().rollback()

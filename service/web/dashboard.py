@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -22,8 +21,10 @@ from flask import (
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from service import deliveries, newsletters, scheduling, sending
+from service import newsletters
+from service.broker import CeleryQueue
 from service.models import Edition, EditionStatus, utcnow
+from service.sending import controls, outbox, schedule
 from service.web.deps import db, editor_required, settings
 from service.web.i18n import _, babel_locale, ngettext
 
@@ -44,7 +45,7 @@ def index() -> str:
             .order_by(Edition.number.desc())
             .limit(10)
         ).all()
-        rows.append((newsletter, [(e, deliveries.progress(session, e.id)) for e in latest]))
+        rows.append((newsletter, [(e, outbox.progress(session, e.id)) for e in latest]))
     return render_template("web/dashboard.html", rows=rows)
 
 
@@ -68,17 +69,17 @@ def edition(edition_id: int) -> str:
     found = _found(edition_id)
     zone = ZoneInfo(found.newsletter.timezone)
     now = utcnow()
-    slot = scheduling.next_slot(found.newsletter, now)
+    slot = schedule.next_slot(found.newsletter, now)
     proposed = found.scheduled_at if found.status == EditionStatus.SCHEDULED else slot
     assert proposed is not None
-    failed_count, failures = deliveries.failures(db(), edition_id, limit=FAILURES_SHOWN)
+    failed_count, failures = outbox.failures(db(), edition_id, limit=FAILURES_SHOWN)
     return render_template(
         "web/edition.html",
         edition=found,
         failures=failures,
         failed_count=failed_count,
-        progress=deliveries.progress(db(), edition_id),
-        estimate=sending.estimate(db(), found, now),
+        progress=outbox.progress(db(), edition_id),
+        estimate=controls.estimate(db(), found, now),
         zone=zone.key,
         proposed=proposed.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
         next_slot=_local_label(slot, zone),
@@ -92,8 +93,8 @@ def edition(edition_id: int) -> str:
 def edition_progress(edition_id: int) -> Response:
     """Progress counts and the time left, polled by the edition page."""
     found = _found(edition_id)
-    p = deliveries.progress(db(), edition_id)
-    estimate = sending.estimate(db(), found)
+    p = outbox.progress(db(), edition_id)
+    estimate = controls.estimate(db(), found)
     return jsonify(
         status=found.status.value,
         detail=found.status_detail,
@@ -128,8 +129,8 @@ def schedule_edition(edition_id: int) -> Response:
         # The form speaks the newsletter's wall-clock time, whatever the browser's zone.
         when = local.replace(tzinfo=ZoneInfo(found.newsletter.timezone))
     try:
-        scheduled = scheduling.schedule(db(), found, when)
-    except deliveries.SendError as exc:
+        scheduled = schedule.schedule(db(), found, when)
+    except outbox.SendError as exc:
         db().rollback()
         flash(str(exc), "error")
         return _back(edition_id)
@@ -143,21 +144,21 @@ def schedule_edition(edition_id: int) -> Response:
 @editor_required
 def unschedule_edition(edition_id: int) -> Response:
     """Take a scheduled edition back to draft."""
-    return _control(edition_id, lambda e: scheduling.unschedule(db(), e), _("Back to draft."))
+    return _control(edition_id, lambda e: schedule.unschedule(db(), e), _("Back to draft."))
 
 
 @blueprint.post("/editions/<int:edition_id>/pause")
 @editor_required
 def pause_edition(edition_id: int) -> Response:
     """Pause the send; the rest waits for Resume."""
-    return _stop(edition_id, lambda e: sending.pause(db(), e))
+    return _stop(edition_id, lambda e: controls.pause(db(), e))
 
 
 @blueprint.post("/editions/<int:edition_id>/cancel")
 @editor_required
 def cancel_edition(edition_id: int) -> Response:
     """Cancel the send for good."""
-    return _stop(edition_id, lambda e: sending.cancel(db(), e))
+    return _stop(edition_id, lambda e: controls.cancel(db(), e))
 
 
 def _stop(edition_id: int, operation: Callable[[Edition], object]) -> Response:
@@ -165,12 +166,12 @@ def _stop(edition_id: int, operation: Callable[[Edition], object]) -> Response:
     found = _found(edition_id)
     try:
         operation(found)
-    except deliveries.SendError as exc:
+    except outbox.SendError as exc:
         db().rollback()
         flash(str(exc), "error")
         return _back(edition_id)
     db().commit()
-    settled = sending.settle(current_app.extensions["hebdo.sessions"], edition_id)
+    settled = controls.settle(current_app.extensions["hebdo.sessions"], edition_id)
     p = settled.progress
     if found.status == EditionStatus.PAUSED:
         flash(_("Paused: {sent} sent, {left} left.", sent=p.sent, left=p.remaining), "ok")
@@ -198,19 +199,18 @@ def _stop(edition_id: int, operation: Callable[[Edition], object]) -> Response:
 @editor_required
 def resume_edition(edition_id: int) -> Response:
     """Resume the send where it stopped and hand it to the workers."""
-    from worker.tasks.deliveries import enqueue_send
-
     found = _found(edition_id)
+    config = settings()
     try:
-        left = sending.resume(db(), found)
-    except deliveries.SendError as exc:
+        started = controls.resume(db(), found, batch_size=config.batch_size)
+    except outbox.SendError as exc:
         db().rollback()
         flash(str(exc), "error")
         return _back(edition_id)
     db().commit()
     # After the commit, so the workers find the edition sending.
-    config = settings()
-    enqueue_send(config.broker_url, edition_id, math.ceil(left / max(1, config.batch_size)))
+    CeleryQueue(config.broker_url).send_edition(edition_id, started.batches)
+    left = started.recipients
     flash(ngettext("Resumed: {n} message to go.", "Resumed: {n} messages to go.", left), "ok")
     return _back(edition_id)
 
@@ -219,7 +219,7 @@ def _control(edition_id: int, operation: Callable[[Edition], object], done: str)
     found = _found(edition_id)
     try:
         operation(found)
-    except deliveries.SendError as exc:
+    except outbox.SendError as exc:
         db().rollback()
         flash(str(exc), "error")
     else:

@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 from flask import current_app, g, redirect, request, session, url_for
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors
 from service.config import Settings
 from service.models import Editor
+from service.team import editors
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, render_template
 from werkzeug.exceptions import NotFound
 
-from service.sink import maildir_files
+from service.tools.sink import maildir_files
 from service.web.deps import editor_required, settings
 
 blueprint = Blueprint("outbox", __name__, url_prefix="/outbox")

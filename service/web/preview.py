@@ -1,6 +1,6 @@
 """Preview an edition as the exact message a subscriber gets, and send it as a test.
 
-The page shows the HTML part of the sample recipient's message (service.testsend)
+The page shows the HTML part of the sample recipient's message (service.sending.testsend)
 in frames at phone and desktop widths, its text part, its headers and its size
 against Gmail's clipping limit. Rendering goes through premailer, which is slow,
 so the rendering is kept in process per edition content.
@@ -26,10 +26,11 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
-from service import editions, testsend
 from service.config import Settings
+from service.editions import store
 from service.mail.render import RenderedEdition
-from service.models import Edition, EditionStatus
+from service.models import Edition
+from service.sending import lifecycle, testsend
 from service.web.deps import db, editor_required, settings
 from service.web.i18n import _
 
@@ -41,7 +42,6 @@ FRAME_CSP = (
     "img-src * data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
 )
 WIDTHS = (("phone", 375), ("desktop", 1200))
-EDITABLE = (EditionStatus.DRAFT, EditionStatus.SCHEDULED)
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def _digest(edition: Edition) -> str:
     # is the content itself, plus what the frozen copy and the newsletter add to it.
     newsletter = edition.newsletter
     payload = [
-        editions.to_data(edition),
+        store.to_data(edition),
         edition.number,
         edition.status.value,
         str(edition.rendered_at),
@@ -109,7 +109,7 @@ def _page(edition: Edition, *, addresses: str = "", errors: list[str] | None = N
         edition=edition,
         sample=sample,
         sample_recipient=f"{testsend.SAMPLE_NAME} <{testsend.SAMPLE_EMAIL}>",
-        frozen=edition.rendered_html is not None and edition.status not in EDITABLE,
+        frozen=edition.rendered_html is not None and not lifecycle.is_editable(edition),
         size=_kb(sample.size),
         html_size=_kb(html_size),
         html_limit=_kb(testsend.GMAIL_CLIP_BYTES),

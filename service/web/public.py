@@ -13,8 +13,8 @@ import base64
 
 from flask import Blueprint, Response, abort, redirect, render_template, request
 
-from service import tokens, tracking
-from service.app import csrf
+from service import tokens
+from service.mail import links
 from service.mail.mime import (
     CLICK_PURPOSE,
     DELIVERY_PURPOSE,
@@ -22,8 +22,10 @@ from service.mail.mime import (
     OPEN_PURPOSE,
     UNSUBSCRIBE_PURPOSE,
 )
+from service.tracking import events
 from service.web import i18n
 from service.web.deps import db, settings
+from service.web.extensions import csrf
 
 blueprint = Blueprint("public", __name__)
 
@@ -40,19 +42,19 @@ def _delivery_id(token: str, purpose: str) -> int:
     return delivery_id
 
 
-@blueprint.get("/u/<token>")
+@blueprint.get(links.ROUTES["unsubscribe"])
 def unsubscribe_page(token: str) -> str:
     """Show a one-button page; GET never unsubscribes (link scanners follow GETs)."""
     delivery_id = _delivery_id(token, UNSUBSCRIBE_PURPOSE)
     try:
-        ref = tracking.lookup(db(), delivery_id)
-    except tracking.UnknownDelivery:
+        ref = events.lookup(db(), delivery_id)
+    except events.UnknownDelivery:
         abort(404)
     i18n.use_newsletter_locale(db(), ref.newsletter_id)
     return render_template("web/unsubscribe.html", token=token, ref=ref, done=False)
 
 
-@blueprint.post("/u/<token>")
+@blueprint.post(links.ROUTES["unsubscribe"])
 @csrf.exempt  # RFC 8058: mail clients POST with no cookie; the signed token authorises
 def unsubscribe(token: str) -> tuple[str, int]:
     """One-click unsubscribe: effective at once, no confirmation step."""
@@ -60,15 +62,15 @@ def unsubscribe(token: str) -> tuple[str, int]:
     session = db()
     try:
         reason = (request.form.get("reason") or "").strip()[:500] or None
-        i18n.use_newsletter_locale(session, tracking.lookup(session, delivery_id).newsletter_id)
-        tracking.unsubscribe(session, delivery_id, reason=reason)
+        i18n.use_newsletter_locale(session, events.lookup(session, delivery_id).newsletter_id)
+        events.unsubscribe(session, delivery_id, reason=reason)
         session.commit()
-    except tracking.UnknownDelivery:
+    except events.UnknownDelivery:
         abort(404)
     return render_template("web/unsubscribe.html", token=token, ref=None, done=True), 200
 
 
-@blueprint.get("/o/<token>.gif")
+@blueprint.get(links.ROUTES["open"])
 def open_pixel(token: str) -> Response:
     """Record an open and answer with a transparent GIF."""
     status = 200
@@ -77,9 +79,9 @@ def open_pixel(token: str) -> Response:
             settings().secret_key, (OPEN_PURPOSE, DELIVERY_PURPOSE), token, 1
         )
         session = db()
-        tracking.record_open(session, delivery_id)
+        events.record_open(session, delivery_id)
         session.commit()
-    except (tokens.BadToken, tracking.UnknownDelivery):
+    except (tokens.BadToken, events.UnknownDelivery):
         # Still the transparent GIF, so a mail client shows no broken image either way.
         status = 404
     response = Response(PIXEL, status=status, mimetype="image/gif")
@@ -87,28 +89,28 @@ def open_pixel(token: str) -> Response:
     return response
 
 
-@blueprint.get("/c/<token>/<int:index>")
+@blueprint.get(links.ROUTES["click"])
 def click(token: str, index: int) -> Response:
     """Record a click and redirect to the link stored with the edition."""
     delivery_id = _delivery_id(token, CLICK_PURPOSE)
     session = db()
     try:
-        target = tracking.record_click(session, delivery_id, index)
+        target = events.record_click(session, delivery_id, index)
         session.commit()
-    except tracking.UnknownDelivery:
+    except events.UnknownDelivery:
         abort(404)
     return redirect(target, code=302)  # type: ignore[return-value]
 
 
-@blueprint.get("/f/<token>/<any(yes, no):answer>")
+@blueprint.get(links.ROUTES["feedback"])
 def feedback(token: str, answer: str) -> str:
     """Record "did you like this edition?" and thank the reader."""
     delivery_id = _delivery_id(token, FEEDBACK_PURPOSE)
     session = db()
     try:
-        i18n.use_newsletter_locale(session, tracking.lookup(session, delivery_id).newsletter_id)
-        tracking.record_feedback(session, delivery_id, liked=answer == "yes")
+        i18n.use_newsletter_locale(session, events.lookup(session, delivery_id).newsletter_id)
+        events.record_feedback(session, delivery_id, liked=answer == "yes")
         session.commit()
-    except tracking.UnknownDelivery:
+    except events.UnknownDelivery:
         abort(404)
     return render_template("web/feedback.html", liked=answer == "yes")

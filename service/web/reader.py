@@ -5,8 +5,8 @@ the confirmation link and the preference link are signed tokens. The reader's
 data (export, erasure) opens only from a fresh link mailed on request to their
 own address (/d/<token>/…), never from the preference link. Every form
 here carries a CSRF token except the embeddable signup form (see
-`subscribe_embed`). Views parse input, call one operation in service.signup or
-service.preferences, commit, then mail any notice and answer.
+`subscribe_embed`). Views parse input, call one operation in service.audience.signup or
+service.audience.preferences, commit, then mail any notice and answer.
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ from flask import render_template as flask_render
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response as BaseResponse
 
-from service import newsletters, preferences, ratelimit, signup
+from service import newsletters, ratelimit
 from service.addresses import InvalidAddress
-from service.app import csrf
+from service.audience import preferences, signup
+from service.mail import links, notices
 from service.mail.transport import SmtpTransport
 from service.models import Newsletter, Subscriber, Subscription, SubscriptionStatus, utcnow
 from service.numbers import int_or_none
 from service.text import UnusableText
 from service.web.deps import db, settings
+from service.web.extensions import csrf
 from service.web.i18n import translator
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ def _send(result: signup.SignupResult) -> None:
         _mail(result.subscription_id, result.notice)
 
 
-def _mail(subscription_id: int, notice: signup.Notice) -> bool:
+def _mail(subscription_id: int, notice: notices.Notice) -> bool:
     """Mail a notice about this subscription now, after the commit; whether it went."""
     session = db()
     subscription = session.get(Subscription, subscription_id)
@@ -146,7 +148,7 @@ def _signup(newsletter: Newsletter, source: str) -> Page:
     return _render("subscribe.html", lang, newsletter=newsletter, state="sent")
 
 
-@blueprint.route("/n/<slug>/subscribe", methods=["GET", "POST"])
+@blueprint.route(links.ROUTES["subscribe"], methods=["GET", "POST"])
 def subscribe(slug: str) -> Page:
     """The public signup page of a newsletter."""
     newsletter = _newsletter(slug)
@@ -157,7 +159,7 @@ def subscribe(slug: str) -> Page:
     return _render("subscribe.html", newsletter.language, newsletter=newsletter, state="form")
 
 
-@blueprint.post("/n/<slug>/subscribe/embed")
+@blueprint.post(links.ROUTES["subscribe"] + "/embed")
 @csrf.exempt
 def subscribe_embed(slug: str) -> Page:
     """Signups from the form pasted on other sites.
@@ -231,7 +233,7 @@ def _confirmed_page(subscription: Subscription, already: bool) -> Page:
     )
 
 
-@blueprint.get("/n/<slug>/confirm/<token>")
+@blueprint.get(links.ROUTES["confirm"])
 def confirm_page(slug: str, token: str) -> Page:
     """Ask for one click: mail scanners fetch links, and must not confirm for the reader."""
     found = _confirmable(slug, token)
@@ -244,7 +246,7 @@ def confirm_page(slug: str, token: str) -> Page:
     )
 
 
-@blueprint.post("/n/<slug>/confirm/<token>")
+@blueprint.post(links.ROUTES["confirm"])
 def confirm(slug: str, token: str) -> Page:
     """Confirm the subscription (harmless twice)."""
     found = _confirmable(slug, token)
@@ -276,7 +278,7 @@ def _send_all(results: list[signup.SignupResult]) -> None:
         _send(result)
 
 
-@blueprint.get("/p/<token>")
+@blueprint.get(links.ROUTES["preferences"])
 def preferences_page(token: str) -> Page:
     """The preference centre."""
     reader = _reader(token)
@@ -301,7 +303,7 @@ def preferences_page(token: str) -> Page:
     )
 
 
-@blueprint.post("/p/<token>")
+@blueprint.post(links.ROUTES["preferences"])
 def preferences_save(token: str) -> Page | BaseResponse:
     """Save name, language and the chosen newsletters."""
     reader = _reader(token)
@@ -332,7 +334,7 @@ def preferences_save(token: str) -> Page | BaseResponse:
     return _back(token, message)
 
 
-@blueprint.post("/p/<token>/pause")
+@blueprint.post(links.ROUTES["preferences"] + "/pause")
 def preferences_pause(token: str) -> Page | BaseResponse:
     """Pause every newsletter for some weeks, or resume now."""
     reader = _reader(token)
@@ -351,7 +353,7 @@ def preferences_pause(token: str) -> Page | BaseResponse:
     return _back(token, "paused")
 
 
-@blueprint.post("/p/<token>/unsubscribe")
+@blueprint.post(links.ROUTES["preferences"] + "/unsubscribe")
 def preferences_unsubscribe(token: str) -> Page | BaseResponse:
     """Unsubscribe from one newsletter or from all, with an optional reason."""
     reader = _reader(token)
@@ -371,7 +373,7 @@ def preferences_unsubscribe(token: str) -> Page | BaseResponse:
     return _back(token, "unsubscribed")
 
 
-@blueprint.post("/p/<token>/resubscribe/<int:newsletter_id>")
+@blueprint.post(links.ROUTES["preferences"] + "/resubscribe/<int:newsletter_id>")
 def preferences_resubscribe(token: str, newsletter_id: int) -> Page | BaseResponse:
     """Come back to a newsletter: through the double opt-in, like a new signup."""
     reader = _reader(token)
@@ -393,13 +395,13 @@ def preferences_resubscribe(token: str, newsletter_id: int) -> Page | BaseRespon
     return _back(token, "saved_confirm")
 
 
-@blueprint.post("/p/<token>/data")
+@blueprint.post(links.ROUTES["preferences"] + "/data")
 def preferences_data(token: str) -> Page | BaseResponse:
     """Mail the reader a link to download or erase their data; the link alone acts."""
     reader = _reader(token)
     if reader is None:
         return _not_found()
-    notice = {"export": signup.Notice.DATA_EXPORT, "erase": signup.Notice.DATA_ERASE}.get(
+    notice = {"export": notices.Notice.DATA_EXPORT, "erase": notices.Notice.DATA_ERASE}.get(
         request.form.get("action", "")
     )
     if notice is None:
@@ -428,7 +430,7 @@ def _data_reader(token: str, purpose: str) -> Subscriber | Page:
         return _not_found()
 
 
-@blueprint.get("/d/<token>/export.json")
+@blueprint.get(links.ROUTES["data_export"])
 def data_export(token: str) -> Page | Response:
     """Download everything held about the reader, as JSON."""
     subscriber = _data_reader(token, signup.EXPORT_PURPOSE)
@@ -445,7 +447,7 @@ def data_export(token: str) -> Page | Response:
     return response
 
 
-@blueprint.route("/d/<token>/erase", methods=["GET", "POST"])
+@blueprint.route(links.ROUTES["data_erase"], methods=["GET", "POST"])
 def data_erase(token: str) -> Page:
     """Ask once more, then erase the reader and their personal data.
 

@@ -8,13 +8,9 @@ bulk action on "all matching" acts on exactly what the editor was looking at.
 from __future__ import annotations
 
 import enum
-import logging
 import os
-import queue
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
@@ -35,11 +31,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Response as BaseResponse
 
-from service import confirmations, exports, imports, newsletters, signup, subscribers
-from service.imports import ImportProgress, ImportReport
+from service import newsletters
+from service.audience import confirmations, exports, signup, subscribers
+from service.audience.import_runs import IMPORT_BATCH, ImportDone, ImportRun
+from service.audience.imports import ImportProgress
+from service.audience.subscribers import SubscriberFilter
+from service.broker import CeleryQueue
 from service.models import Newsletter, Subscriber, SubscriberStatus, SubscriptionStatus, utcnow
 from service.numbers import int_or_none
-from service.subscribers import SubscriberFilter
 from service.web.deps import db, editor_required, settings
 from service.web.i18n import _, ngettext
 
@@ -283,14 +282,12 @@ def _resend(
 
 def _enqueuer() -> confirmations.Enqueue:
     """Hand a newsletter's queued confirmations to the workers (call after the commit)."""
-    from worker.tasks.confirmations import enqueue_confirmations
-
     broker_url = settings().broker_url
     logger = current_app.logger
 
     def enqueue(newsletter_id: int) -> None:
         try:
-            enqueue_confirmations(broker_url, newsletter_id)
+            CeleryQueue(broker_url).send_confirmations(newsletter_id)
         except Exception:
             # The rows are queued in the database: the beat sweep hands them out later.
             logger.exception("could not enqueue the confirmations of newsletter %s", newsletter_id)
@@ -351,7 +348,7 @@ def import_csv() -> str | tuple[str, int] | Response:
     # transaction would hold SQLite's write lock against them. Nothing below uses it.
     session.rollback()
     session.close()
-    run = _ImportRun(
+    run = ImportRun(
         _sessions(),
         letter.id,
         path,
@@ -363,7 +360,7 @@ def import_csv() -> str | tuple[str, int] | Response:
     )
     # Started here, not in the generator: the import finishes (and the file goes)
     # even if the response is never read.
-    run.thread.start()
+    run.start()
     parts = _import_page(run, letter, head, middle, tail)
     response = Response(stream_with_context(parts), mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
@@ -371,7 +368,6 @@ def import_csv() -> str | tuple[str, int] | Response:
     return response
 
 
-IMPORT_BATCH = 1000  # rows per transaction, and per progress line
 _CUT = "@@hebdo-import-stream@@"  # nothing autoescaping would change
 
 
@@ -382,19 +378,6 @@ class _Letter:
     id: int
     name: str
     slug: str
-
-
-@dataclass(frozen=True)
-class _Failed:
-    message: str
-
-
-@dataclass(frozen=True)
-class _Done:
-    report: ImportReport
-
-
-_Event = ImportProgress | _Failed | _Done
 
 
 def _spool(upload: FileStorage) -> str:
@@ -408,62 +391,8 @@ def _spool(upload: FileStorage) -> str:
     return path
 
 
-class _ImportRun:
-    """One import in a background thread, reporting through a queue."""
-
-    def __init__(
-        self,
-        factory: sessionmaker[Session],
-        newsletter_id: int,
-        path: str,
-        *,
-        confirmed: bool,
-        reason: str | None,
-        batch_size: int,
-        logger: logging.Logger,
-        enqueue: confirmations.Enqueue,
-    ) -> None:
-        self.events: queue.Queue[_Event] = queue.Queue()
-        self._enqueue = enqueue
-        self._factory = factory
-        self._newsletter_id = newsletter_id
-        self._path = path
-        self._confirmed = confirmed
-        self._reason = reason
-        self._batch_size = batch_size
-        self._logger = logger
-        # Not a daemon: an editor closing the tab must not cut the import mid-batch.
-        self.thread = threading.Thread(target=self._work, name="hebdo-import")
-
-    def _work(self) -> None:
-        event: _Event
-        try:
-            report = imports.import_csv_batched(
-                self._factory,
-                self._newsletter_id,
-                self._path,
-                confirmed=self._confirmed,
-                confirmed_reason=self._reason,
-                progress=self.events.put,
-                batch_size=self._batch_size,
-            )
-            if report.confirmations_queued:
-                # Every batch is committed: the workers can see the rows.
-                self._enqueue(self._newsletter_id)
-            event = _Done(report)
-        except ValueError as exc:  # ImportAborted among them: the file cannot be read
-            event = _Failed(str(exc))
-        except Exception:
-            self._logger.exception("subscriber import failed")
-            event = _Failed("")
-        finally:
-            with suppress(OSError):
-                os.unlink(self._path)
-        self.events.put(event)
-
-
 def _import_page(
-    run: _ImportRun, letter: _Letter, head: str, middle: str, tail: str
+    run: ImportRun, letter: _Letter, head: str, middle: str, tail: str
 ) -> Iterator[str]:
     try:
         yield head
@@ -474,7 +403,7 @@ def _import_page(
                 yield f'<p class="sb-import-line">{escape(line)}</p>\n'
                 continue
             yield middle
-            if isinstance(event, _Done):
+            if isinstance(event, ImportDone):
                 yield render_template(
                     "web/subscribers/_import_result.html", report=event.report, newsletter=letter
                 )
@@ -489,7 +418,7 @@ def _import_page(
             yield tail
             return
     finally:
-        run.thread.join()
+        run.join()
 
 
 @blueprint.get("/export.csv")

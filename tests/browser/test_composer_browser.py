@@ -8,8 +8,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editions, editors
+from service.editions import store
 from service.models import Edition
+from service.team import editors
 from tests import factories
 from tests.support.browser import ARTIFACTS, log_in
 
@@ -31,7 +32,7 @@ def _stored(sessions: sessionmaker[Session], edition_id: int) -> dict[str, objec
     with sessions() as session:
         found = session.get(Edition, edition_id)
         assert found is not None
-        return editions.to_data(found)
+        return store.to_data(found)
 
 
 def _log_in(page: Page, base_url: str, next_path: str) -> None:

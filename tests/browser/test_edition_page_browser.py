@@ -10,9 +10,10 @@ from playwright.sync_api import Browser, Dialog, expect
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors, sending
 from service.config import Settings
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, utcnow
+from service.sending import controls
+from service.team import editors
 from tests import factories
 from tests.support.browser import ARTIFACTS, log_in
 
@@ -29,7 +30,7 @@ def edition_id(sessions: sessionmaker[Session], settings: Settings) -> int:
         letter = factories.newsletter(session)
         factories.readers(session, letter, 10)
         edition = factories.edition(session, letter)
-        sending.begin(
+        controls.begin(
             session,
             edition,
             base_url=settings.base_url,
@@ -80,7 +81,7 @@ def test_editor_watches_the_send_pauses_it_sees_it_resumed_elsewhere_and_cancels
     with sessions.begin() as session:
         edition = session.get(Edition, edition_id)
         assert edition is not None
-        sending.resume(session, edition)
+        controls.resume(session, edition, batch_size=500)
     expect(page.get_by_role("button", name="Pause")).to_be_visible(timeout=10_000)
     expect(page.locator("#status")).to_have_text("sending")
 

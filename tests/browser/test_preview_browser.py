@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors
+from service.team import editors
 from tests import factories
 from tests.support.browser import ARTIFACTS, log_in
 

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Cookie
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors
+from service.team import editors
 from tests.support.browser import log_in
 
 EDITOR = "redaction@exemple.fr"

@@ -9,10 +9,12 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors, subscribers, subscriptions, tracking
+from service.audience import subscribers, subscriptions
 from service.config import Settings
 from service.models import Delivery, Subscriber, SubscriberStatus
-from service.sending import begin
+from service.sending.controls import begin
+from service.team import editors
+from service.tracking import events
 from tests import factories
 from tests.support.browser import ARTIFACTS, log_in
 
@@ -57,9 +59,9 @@ def readers(sessions: sessionmaker[Session], settings: Settings) -> None:
             batch_size=50,
         )
         for delivery in session.scalars(select(Delivery).where(Delivery.email.like("amelie%"))):
-            tracking.record_open(session, delivery.id)
-            tracking.record_click(session, delivery.id, 0)
-            tracking.record_feedback(session, delivery.id, liked=True)
+            events.record_open(session, delivery.id)
+            events.record_click(session, delivery.id, 0)
+            events.record_feedback(session, delivery.id, liked=True)
 
 
 def _log_in(page: Page, base_url: str) -> None:

@@ -13,8 +13,9 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import confirmations, imports, signup, subscriptions
+from service.audience import confirmations, imports, signup, subscriptions
 from service.config import Settings
+from service.mail import notices
 from service.models import (
     ConfirmationMail,
     ConfirmationStatus,
@@ -112,7 +113,7 @@ def test_an_import_does_not_queue_a_reader_the_signup_form_mailed_a_moment_ago(
     with sessions.begin() as session:
         letter = factories.newsletter(session)
         asked = signup.request(session, letter, email="forme@exemple.fr", source="form")
-        assert asked.notice is signup.Notice.CONFIRM  # the form took the notice slot
+        assert asked.notice is notices.Notice.CONFIRM  # the form took the notice slot
         report = imports.import_csv(
             session,
             letter,

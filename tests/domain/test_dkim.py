@@ -14,8 +14,8 @@ import dkim
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch
 from service.config import Settings
+from service.sending import loop
 from tests import factories
 from tests.support.smtp import RecordingSmtpServer
 
@@ -74,7 +74,7 @@ def test_every_message_is_signed_and_verifies_with_the_published_key(
         factories.begin_sending(session, settings, edition, batch_size=10)
         edition_id = edition.id
 
-    assert dispatch.send_pending(sessions, settings, edition_id).sent == 3
+    assert loop.send_pending(sessions, settings, edition_id).sent == 3
 
     received = smtp_server.wait_for(3)
     for message in received:
@@ -109,6 +109,6 @@ def test_without_dkim_settings_messages_go_unsigned(
         edition = factories.edition(session, letter)
         factories.begin_sending(session, settings, edition, batch_size=10)
         edition_id = edition.id
-    assert dispatch.send_pending(sessions, settings, edition_id).sent == 1
+    assert loop.send_pending(sessions, settings, edition_id).sent == 1
     (message,) = smtp_server.wait_for(1)
     assert message.parsed()["DKIM-Signature"] is None

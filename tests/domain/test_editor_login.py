@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors
 from service.models import EditorSession, utcnow
+from service.team import editors
 
 EMAIL = "redaction@exemple.fr"
 PASSWORD = "une-phrase-de-passe"

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import imports, newsletters, text
+from service import newsletters, text
 from service.addresses import InvalidAddress, normalise
+from service.audience import imports
 from service.models import Subscriber
 
 _slugs = itertools.count()

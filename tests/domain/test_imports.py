@@ -14,12 +14,18 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import exports, imports, newsletters
+from service import newsletters
+from service.audience import exports, imports
+from service.audience.imports import ImportAborted, ImportProgress
+from service.audience.subscriptions import (
+    find_or_create_subscriber,
+    subscribe,
+    suppress,
+    unsubscribe,
+)
 from service.cli.context import CliContext
 from service.cli.subscribers import subscribers_group
 from service.db import make_engine, session_factory, transaction
-from service.imports import ImportAborted, ImportProgress
-from service.migrate import upgrade
 from service.models import (
     Newsletter,
     Subscriber,
@@ -28,7 +34,7 @@ from service.models import (
     SubscriptionStatus,
     SuppressionReason,
 )
-from service.subscriptions import find_or_create_subscriber, subscribe, suppress, unsubscribe
+from service.tools.migrate import upgrade
 from tests.support.postgres import PostgresCluster
 
 pytest_plugins = ["tests.support.fixtures"]

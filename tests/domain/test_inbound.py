@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch, inbound, tokens
+from service import tokens
 from service.cli import cli
 from service.config import Settings
 from service.mail.mime import DELIVERY_PURPOSE
@@ -31,6 +31,8 @@ from service.models import (
     Suppression,
     SuppressionReason,
 )
+from service.sending import loop
+from service.tracking import inbound
 from tests import factories
 from tests.support.smtp import RecordingSmtpServer
 
@@ -58,7 +60,7 @@ def _send(
         edition = factories.edition(session, letter)
         factories.begin_sending(session, settings, edition, batch_size=50)
         edition_id = edition.id
-    assert dispatch.send_pending(sessions, settings, edition_id).sent == readers
+    assert loop.send_pending(sessions, settings, edition_id).sent == readers
     with sessions() as session:
         ids = {row[0]: row[1] for row in session.execute(select(Delivery.email, Delivery.id))}
     sent = {}

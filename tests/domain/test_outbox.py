@@ -7,9 +7,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-from service import deliveries, editions, subscriptions
+from service.audience import subscriptions
 from service.config import Settings
+from service.editions import store
 from service.models import Delivery, DeliveryStatus, Subscription, SubscriptionStatus, utcnow
+from service.sending import outbox
 from tests import factories
 
 
@@ -17,7 +19,7 @@ def _frozen_edition(session: Session, settings: Settings, readers: int):  # type
     letter = factories.newsletter(session)
     people = factories.readers(session, letter, readers)
     edition = factories.edition(session, letter)
-    editions.freeze(
+    store.freeze(
         session, edition, base_url=settings.base_url, templates_path=settings.email_templates_path
     )
     return letter, people, edition
@@ -32,8 +34,8 @@ def test_snapshot_takes_confirmed_unsuppressed_readers_once(
         Subscription, people[0].subscriptions[0].id
     ).status = SubscriptionStatus.UNSUBSCRIBED  # type: ignore[union-attr]
     subscriptions.record_hard_bounce(session, people[1].email, "550 5.1.1 no such user")
-    assert deliveries.start(session, edition) == 2
-    assert deliveries.start(session, edition) == 0
+    assert outbox.start(session, edition) == 2
+    assert outbox.start(session, edition) == 0
     assert sorted(d.email for d in session.query(Delivery)) == ["r2@example.org", "r3@example.org"]
 
 
@@ -41,28 +43,28 @@ def test_two_claimers_never_share_a_row_and_expired_leases_come_back(
     backend: str, settings: Settings, session: Session
 ) -> None:
     _, _, edition = _frozen_edition(session, settings, 5)
-    deliveries.start(session, edition)
-    first = deliveries.claim(session, edition.id, "w1", limit=3, lease_seconds=60)
-    second = deliveries.claim(session, edition.id, "w2", limit=3, lease_seconds=60)
+    outbox.start(session, edition)
+    first = outbox.claim(session, edition.id, "w1", limit=3, lease_seconds=60)
+    second = outbox.claim(session, edition.id, "w2", limit=3, lease_seconds=60)
     assert len(first) == 3
     assert len(second) == 2
     assert not {c.id for c in first} & {c.id for c in second}
-    assert deliveries.claim(session, edition.id, "w3", limit=3, lease_seconds=60) == []
+    assert outbox.claim(session, edition.id, "w3", limit=3, lease_seconds=60) == []
 
     # w1 dies: after its lease, w3 takes its rows over and w1 can no longer record them.
     # Rows whose worker vanished come back one per claim: if one of them is what
     # killed it, it takes no other row down with it next time.
     later = utcnow() + timedelta(seconds=61)
     taken = []
-    while comeback := deliveries.claim(
+    while comeback := outbox.claim(
         session, edition.id, "w3", limit=10, lease_seconds=60, now=later
     ):
         assert len(comeback) == 1
         taken += comeback
     assert {c.id for c in taken} == {c.id for c in first} | {c.id for c in second}
     assert all(c.attempts == 2 for c in taken)
-    assert not deliveries.mark_sent(session, first[0].id, "w1", "<x@y>")
-    assert deliveries.mark_sent(session, first[0].id, "w3", "<x@y>")
+    assert not outbox.mark_sent(session, first[0].id, "w1", "<x@y>")
+    assert outbox.mark_sent(session, first[0].id, "w3", "<x@y>")
     row = session.get(Delivery, first[0].id)
     assert row is not None
     assert row.status == DeliveryStatus.SENT
@@ -72,14 +74,14 @@ def test_a_row_cancelled_after_it_was_handed_to_smtp_is_recorded_as_sent(
     backend: str, settings: Settings, session: Session
 ) -> None:
     _, people, edition = _frozen_edition(session, settings, 1)
-    deliveries.start(session, edition)
-    (row,) = deliveries.claim(session, edition.id, "w1", limit=5, lease_seconds=60)
+    outbox.start(session, edition)
+    (row,) = outbox.claim(session, edition.id, "w1", limit=5, lease_seconds=60)
     # The reader unsubscribes while the worker is talking to the relay…
     subscriptions.unsubscribe(session, people[0].subscriptions[0])
     assert session.get(Delivery, row.id).status == DeliveryStatus.CANCELLED  # type: ignore[union-attr]
     # …and the relay accepts the message: the truth is that it was sent.
-    assert deliveries.mark_sent(session, row.id, "w1", "<m@x>")
-    assert not deliveries.mark_sent(session, row.id, "w2", "<m@x>")
+    assert outbox.mark_sent(session, row.id, "w1", "<m@x>")
+    assert not outbox.mark_sent(session, row.id, "w2", "<m@x>")
     session.expire_all()
     assert session.get(Delivery, row.id).status == DeliveryStatus.SENT  # type: ignore[union-attr]
 
@@ -90,9 +92,9 @@ def test_every_door_refuses_non_http_links_in_an_edition(
     letter = factories.newsletter(session)
     data = factories.sample_data()
     data["items"][0]["source_url"] = "javascript:alert(1)"
-    with pytest.raises(editions.EditionError, match=r"items\[0\]\.source_url"):
-        editions.create(session, letter, data)
+    with pytest.raises(store.EditionError, match=r"items\[0\]\.source_url"):
+        store.create(session, letter, data)
     data["items"][0]["source_url"] = "https://ok.example/a"
     data["image"] = {"url": "data:image/png;base64,AAAA", "alt": "x"}
-    with pytest.raises(editions.EditionError, match=r"image\.url"):
-        editions.create(session, letter, data)
+    with pytest.raises(store.EditionError, match=r"image\.url"):
+        store.create(session, letter, data)

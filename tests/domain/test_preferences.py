@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import deliveries, preferences, signup, subscriptions, tokens, tracking
+from service import tokens
+from service.audience import preferences, signup, subscriptions
 from service.config import Settings
+from service.mail import notices
 from service.mail.mime import DELIVERY_PURPOSE
 from service.models import (
     Delivery,
@@ -26,6 +28,8 @@ from service.models import (
     Suppression,
     utcnow,
 )
+from service.sending import outbox
+from service.tracking import events
 from tests import factories
 
 
@@ -94,7 +98,7 @@ def test_profile_and_newsletter_choices(backend: str, session: Session, settings
     # Adding a newsletter only asks for it: pending until the emailed link is used.
     results = preferences.choose(session, reader, {letter.id, other.id}, ip="192.0.2.4")
     assert [(r.notice, r.subscription_id) for r in results] == [
-        (signup.Notice.CONFIRM, results[0].subscription_id)
+        (notices.Notice.CONFIRM, results[0].subscription_id)
     ]
     joined = session.get(Subscription, results[0].subscription_id)
     assert joined is not None
@@ -130,7 +134,7 @@ def test_pause_skips_editions_until_it_ends(
     edition = factories.edition(session, letter)
 
     def recipients(at: object) -> list[str]:
-        return [r.email for r in session.execute(deliveries.recipients_query(edition, at))]
+        return [r.email for r in session.execute(outbox.recipients_query(edition, at))]
 
     assert recipients(now + timedelta(days=1)) == [other.email]
     assert sorted(recipients(until + timedelta(seconds=1))) == sorted([paused.email, other.email])
@@ -166,8 +170,8 @@ def test_export_holds_everything_about_the_reader_and_nobody_else(
     reader.attributes = {"ville": "Lyon"}
     edition = _sending(session, settings, letter)
     delivery = _delivery(session, edition, reader)
-    tracking.record_open(session, delivery.id)
-    tracking.record_feedback(session, delivery.id, liked=True)
+    events.record_open(session, delivery.id)
+    events.record_feedback(session, delivery.id, liked=True)
     session.commit()
 
     data = preferences.export(session, reader)
@@ -196,8 +200,8 @@ def test_erase_removes_the_person_and_keeps_anonymous_statistics(
     reader, neighbour = factories.readers(session, letter, 2)
     edition = _sending(session, settings, letter)
     delivery = _delivery(session, edition, reader)
-    tracking.record_feedback(session, delivery.id, liked=False)
-    tracking.unsubscribe(session, delivery.id, reason="Trop long à lire")
+    events.record_feedback(session, delivery.id, liked=False)
+    events.unsubscribe(session, delivery.id, reason="Trop long à lire")
     session.commit()
     person, address = reader.id, reader.email
 
@@ -212,8 +216,8 @@ def test_erase_removes_the_person_and_keeps_anonymous_statistics(
     assert row is not None
     assert (row.subscriber_id, row.email, row.name) == (None, "", "")
     assert row.status is DeliveryStatus.CANCELLED
-    events = session.execute(select(Event.kind, Event.value, Event.subscriber_id)).all()
-    assert sorted((k.value, v, s) for k, v, s in events) == [
+    recorded = session.execute(select(Event.kind, Event.value, Event.subscriber_id)).all()
+    assert sorted((k.value, v, s) for k, v, s in recorded) == [
         ("feedback", "no", None), ("unsubscribe", None, None),
     ]  # fmt: skip
     assert _delivery(session, edition, neighbour).email == neighbour.email
@@ -226,7 +230,7 @@ def test_erase_removes_the_person_and_keeps_anonymous_statistics(
 def test_an_erased_address_is_kept_only_as_a_hash_that_stops_old_imports(
     backend: str, session: Session, settings: Settings
 ) -> None:
-    from service import imports
+    from service.audience import imports
 
     letter = factories.newsletter(session)
     (reader,) = factories.readers(session, letter, 1)

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service import deliveries, scheduling, sending
 from service.config import Settings
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, Newsletter
+from service.sending import controls, outbox, schedule
 from tests import factories
 
 
@@ -43,22 +43,22 @@ def _utc(text: str) -> datetime:
 def test_next_slot_is_the_wall_clock_time_in_the_newsletters_zone(
     after: str, expected: str
 ) -> None:
-    assert scheduling.next_slot(_letter(), _utc(after)) == _utc(expected)
+    assert schedule.next_slot(_letter(), _utc(after)) == _utc(expected)
 
 
 def test_next_slot_on_the_days_of_the_change_itself() -> None:
     sunday = 6
     # 08:00 on the spring-forward Sunday is already summer time.
-    assert scheduling.next_slot(_letter(sunday), _utc("2025-03-29T12:00Z")) == _utc(
+    assert schedule.next_slot(_letter(sunday), _utc("2025-03-29T12:00Z")) == _utc(
         "2025-03-30T06:00Z"
     )
     # 02:30 does not exist that night: it lands on 03:30 summer time, one real hour after 01:30.
-    skipped = scheduling.next_slot(_letter(sunday, time(2, 30)), _utc("2025-03-29T12:00Z"))
+    skipped = schedule.next_slot(_letter(sunday, time(2, 30)), _utc("2025-03-29T12:00Z"))
     assert skipped == _utc("2025-03-30T01:30Z")
     # 02:30 happens twice on the fall-back Sunday: the first one (summer time) is meant.
-    repeated = scheduling.next_slot(_letter(sunday, time(2, 30)), _utc("2025-10-25T12:00Z"))
+    repeated = schedule.next_slot(_letter(sunday, time(2, 30)), _utc("2025-10-25T12:00Z"))
     assert repeated == _utc("2025-10-26T00:30Z")
-    assert scheduling.next_slot(_letter(sunday), _utc("2025-10-25T12:00Z")) == _utc(
+    assert schedule.next_slot(_letter(sunday), _utc("2025-10-25T12:00Z")) == _utc(
         "2025-10-26T07:00Z"
     )
 
@@ -67,12 +67,12 @@ def test_next_slot_follows_other_zones_and_their_own_change_dates() -> None:
     # New York changes on 2025-03-09, three weeks before Paris.
     monday = 0
     letter = _letter(monday, time(7, 0), "America/New_York")
-    assert scheduling.next_slot(letter, _utc("2025-03-04T00:00Z")) == _utc("2025-03-10T11:00Z")
-    assert scheduling.next_slot(letter, _utc("2025-02-25T00:00Z")) == _utc("2025-03-03T12:00Z")
+    assert schedule.next_slot(letter, _utc("2025-03-04T00:00Z")) == _utc("2025-03-10T11:00Z")
+    assert schedule.next_slot(letter, _utc("2025-02-25T00:00Z")) == _utc("2025-03-03T12:00Z")
 
 
-def _start(session: Session, settings: Settings, now: datetime) -> list[sending.SendStarted]:
-    return scheduling.start_due(
+def _start(session: Session, settings: Settings, now: datetime) -> list[controls.SendStarted]:
+    return schedule.start_due(
         session,
         base_url=settings.base_url,
         templates_path=settings.email_templates_path,
@@ -81,8 +81,8 @@ def _start(session: Session, settings: Settings, now: datetime) -> list[sending.
     )
 
 
-def _sweep(session: Session, settings: Settings, now: datetime) -> scheduling.DueWork:
-    return scheduling.sweep(
+def _sweep(session: Session, settings: Settings, now: datetime) -> schedule.DueWork:
+    return schedule.sweep(
         session,
         base_url=settings.base_url,
         templates_path=settings.email_templates_path,
@@ -99,7 +99,7 @@ def test_a_scheduled_edition_starts_once_its_time_has_come(
     edition = factories.edition(session, letter)
     now = _utc("2025-01-15T12:00Z")
 
-    when = scheduling.schedule(session, edition, now=now)
+    when = schedule.schedule(session, edition, now=now)
 
     assert when == _utc("2025-01-18T07:00Z")
     assert edition.status == EditionStatus.SCHEDULED
@@ -113,7 +113,7 @@ def test_a_scheduled_edition_starts_once_its_time_has_come(
     assert edition.status == EditionStatus.SENDING
     assert edition.rendered_html is not None
     assert edition.send_started_at == when + timedelta(seconds=14)
-    assert deliveries.progress(session, edition.id).queued == 3
+    assert outbox.progress(session, edition.id).queued == 3
     # The next tick finds nothing more to start.
     assert _start(session, settings, now=when + timedelta(seconds=29)) == []
 
@@ -126,24 +126,24 @@ def test_reschedule_and_unschedule_until_sending_starts(
     edition = factories.edition(session, letter)
     now = _utc("2025-03-01T10:00Z")
 
-    scheduling.schedule(session, edition, _utc("2025-03-08T09:00+01:00"), now=now)
+    schedule.schedule(session, edition, _utc("2025-03-08T09:00+01:00"), now=now)
     assert edition.scheduled_at == _utc("2025-03-08T08:00Z")
-    scheduling.schedule(session, edition, _utc("2025-03-09T18:30+01:00"), now=now)
+    schedule.schedule(session, edition, _utc("2025-03-09T18:30+01:00"), now=now)
     assert edition.scheduled_at == _utc("2025-03-09T17:30Z")
     assert _start(session, settings, now=_utc("2025-03-08T12:00Z")) == []
 
-    scheduling.unschedule(session, edition)
+    schedule.unschedule(session, edition)
     assert (edition.status, edition.scheduled_at) == (EditionStatus.DRAFT, None)
     assert _start(session, settings, now=_utc("2025-03-10T00:00Z")) == []
-    with pytest.raises(deliveries.SendError, match="not scheduled"):
-        scheduling.unschedule(session, edition)
+    with pytest.raises(outbox.SendError, match="not scheduled"):
+        schedule.unschedule(session, edition)
 
-    scheduling.schedule(session, edition, _utc("2025-03-09T18:30+01:00"), now=now)
+    schedule.schedule(session, edition, _utc("2025-03-09T18:30+01:00"), now=now)
     assert len(_start(session, settings, now=_utc("2025-03-09T17:30Z"))) == 1
-    with pytest.raises(deliveries.SendError, match="can no longer be scheduled"):
-        scheduling.schedule(session, edition, _utc("2025-03-20T08:00Z"), now=now)
-    with pytest.raises(deliveries.SendError, match="not scheduled"):
-        scheduling.unschedule(session, edition)
+    with pytest.raises(outbox.SendError, match="can no longer be scheduled"):
+        schedule.schedule(session, edition, _utc("2025-03-20T08:00Z"), now=now)
+    with pytest.raises(outbox.SendError, match="not scheduled"):
+        schedule.unschedule(session, edition)
     assert edition.status == EditionStatus.SENDING
 
 
@@ -153,13 +153,13 @@ def test_schedule_refuses_times_without_zone_or_well_in_the_past(
     edition = factories.edition(session, factories.newsletter(session))
     now = _utc("2025-03-01T10:00Z")
 
-    with pytest.raises(scheduling.ScheduleError, match="time zone"):
-        scheduling.schedule(session, edition, datetime(2025, 3, 8, 8, 0), now=now)  # noqa: DTZ001
-    with pytest.raises(scheduling.ScheduleError, match="in the past"):
-        scheduling.schedule(session, edition, now - timedelta(hours=1), now=now)
+    with pytest.raises(schedule.ScheduleError, match="time zone"):
+        schedule.schedule(session, edition, datetime(2025, 3, 8, 8, 0), now=now)  # noqa: DTZ001
+    with pytest.raises(schedule.ScheduleError, match="in the past"):
+        schedule.schedule(session, edition, now - timedelta(hours=1), now=now)
     assert edition.status == EditionStatus.DRAFT
     # A few seconds late is "now": the next tick sends it.
-    assert scheduling.schedule(session, edition, now - timedelta(seconds=5), now=now) < now
+    assert schedule.schedule(session, edition, now - timedelta(seconds=5), now=now) < now
 
 
 def test_the_sweep_starts_resumes_hands_out_retries_and_finishes(
@@ -171,9 +171,9 @@ def test_the_sweep_starts_resumes_hands_out_retries_and_finishes(
     due, relay_paused, editor_paused, retrying, done = (
         factories.edition(session, letter) for _ in range(5)
     )
-    scheduling.schedule(session, due, now - timedelta(seconds=30), now=now)
+    schedule.schedule(session, due, now - timedelta(seconds=30), now=now)
     for edition in (relay_paused, editor_paused, retrying, done):
-        sending.begin(
+        controls.begin(
             session,
             edition,
             base_url=settings.base_url,
@@ -181,9 +181,9 @@ def test_the_sweep_starts_resumes_hands_out_retries_and_finishes(
             batch_size=10,
             now=now - timedelta(minutes=5),
         )
-    sending.pause_for_relay(session, relay_paused, "connection refused", now=now)
-    assert relay_paused.resume_at == now + timedelta(seconds=sending.RELAY_RETRY_MAX_SECONDS)
-    sending.pause(session, editor_paused)
+    controls.pause_for_relay(session, relay_paused, "connection refused", now=now)
+    assert relay_paused.resume_at == now + timedelta(seconds=controls.RELAY_RETRY_MAX_SECONDS)
+    controls.pause(session, editor_paused)
     # Every row of `retrying` waits for a retry in two minutes; `done` has gone out entirely.
     session.execute(
         update(Delivery)
@@ -224,7 +224,7 @@ def test_relay_pauses_wait_longer_as_the_outage_lasts(
     factories.readers(session, letter, 2)
     edition = factories.edition(session, letter)
     start = _utc("2025-05-02T08:00:00Z")
-    sending.begin(
+    controls.begin(
         session,
         edition,
         base_url=settings.base_url,
@@ -235,14 +235,14 @@ def test_relay_pauses_wait_longer_as_the_outage_lasts(
     waits = []
     now = start
     for _ in range(6):
-        assert sending.pause_for_relay(session, edition, "connection refused", now=now)
+        assert controls.pause_for_relay(session, edition, "connection refused", now=now)
         assert edition.resume_at is not None
         assert edition.status_detail.startswith(
             "paused: SMTP relay unavailable (connection refused)"
         )
         waits.append((edition.resume_at - now).total_seconds())
         now = edition.resume_at
-        assert [s.edition_id for s in sending.resume_due(session, batch_size=10, now=now)] == [
+        assert [s.edition_id for s in controls.resume_due(session, batch_size=10, now=now)] == [
             edition.id
         ]
 
@@ -251,7 +251,7 @@ def test_relay_pauses_wait_longer_as_the_outage_lasts(
     first = session.scalars(select(Delivery).where(Delivery.edition_id == edition.id)).first()
     assert first is not None
     first.status, first.sent_at = DeliveryStatus.SENT, now
-    sending.pause_for_relay(session, edition, "connection refused", now=now + timedelta(seconds=1))
+    controls.pause_for_relay(session, edition, "connection refused", now=now + timedelta(seconds=1))
     assert edition.resume_at == now + timedelta(seconds=31)
 
 
@@ -261,23 +261,23 @@ def test_pause_resume_and_cancel_follow_the_state_machine(
     letter = factories.newsletter(session)
     factories.readers(session, letter, 3)
     edition = factories.edition(session, letter)
-    with pytest.raises(deliveries.SendError, match="only a sending edition"):
-        sending.pause(session, edition)
+    with pytest.raises(outbox.SendError, match="only a sending edition"):
+        controls.pause(session, edition)
     factories.begin_sending(session, settings, edition, batch_size=10)
-    sending.pause_for_relay(session, edition, "connection refused")
+    controls.pause_for_relay(session, edition, "connection refused")
     # An editor pausing a send that paused itself keeps it paused for good.
-    sending.pause(session, edition)
+    controls.pause(session, edition)
     assert (edition.status, edition.resume_at) == (EditionStatus.PAUSED, None)
     assert edition.status_detail == "paused by an editor"
-    assert sending.resume(session, edition) == 3
-    with pytest.raises(deliveries.SendError, match="only a paused edition"):
-        sending.resume(session, edition)
+    assert controls.resume(session, edition, batch_size=500).recipients == 3
+    with pytest.raises(outbox.SendError, match="only a paused edition"):
+        controls.resume(session, edition, batch_size=500)
 
-    assert sending.cancel(session, edition) == 3
+    assert controls.cancel(session, edition) == 3
     assert edition.status == EditionStatus.CANCELLED
-    assert deliveries.progress(session, edition.id).cancelled == 3
-    with pytest.raises(deliveries.SendError, match="already cancelled"):
-        sending.cancel(session, edition)
+    assert outbox.progress(session, edition.id).cancelled == 3
+    with pytest.raises(outbox.SendError, match="already cancelled"):
+        controls.cancel(session, edition)
     assert session.scalar(select(Edition.status).where(Edition.id == edition.id)) == (
         EditionStatus.CANCELLED
     )

@@ -1,6 +1,6 @@
 """One reader's data never stops a send; a row that keeps killing its worker is given up.
 
-The loop runs in the test process (dispatch.send_pending) against the real SMTP server
+The loop runs in the test process (loop.send_pending) against the real SMTP server
 and the real databases; the poisonous rows are written straight into the tables.
 """
 
@@ -13,9 +13,9 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import deliveries, dispatch
 from service.config import Settings
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, utcnow
+from service.sending import loop, outbox
 from tests import factories
 from tests.support.smtp import RecordingSmtpServer
 
@@ -58,7 +58,7 @@ def test_a_reader_whose_message_cannot_be_built_fails_alone_and_the_batch_goes_o
 ) -> None:
     edition_id = _start(sessions, settings, readers=5)
 
-    report = dispatch.send_pending(sessions, settings, edition_id)
+    report = loop.send_pending(sessions, settings, edition_id)
 
     rows = _rows(sessions, edition_id)
     eve = rows.pop(EVE)
@@ -78,7 +78,7 @@ def test_a_reader_whose_message_cannot_be_built_fails_alone_and_the_batch_goes_o
     assert not any(b"injected@evil.example" in m.data for m in smtp_server.messages)
 
     with sessions() as session:
-        count, listed = deliveries.failures(session, edition_id)
+        count, listed = outbox.failures(session, edition_id)
     assert count == 1
     assert [(f.email, f.reason) for f in listed] == [(EVE, eve.last_error)]
 
@@ -103,7 +103,7 @@ def test_a_row_that_keeps_coming_back_through_lease_expiry_is_given_up(
     def claim_and_die(round_: int, batch: int) -> list[int]:
         # A worker claims, then vanishes without recording anything (kill -9, OOM…).
         with sessions() as session, session.begin():
-            claimed = deliveries.claim(
+            claimed = outbox.claim(
                 session,
                 edition_id,
                 f"doomed-{round_}",
@@ -123,7 +123,7 @@ def test_a_row_that_keeps_coming_back_through_lease_expiry_is_given_up(
         assert claim_and_die(round_, batch=5) == [culprit]
 
     # Its lease has now expired limit + 1 times: the next claim fails it instead.
-    report = dispatch.send_pending(sessions, settings, edition_id)
+    report = loop.send_pending(sessions, settings, edition_id)
 
     rows = {d.id: d for d in _rows(sessions, edition_id).values()}
     given_up = rows.pop(culprit)
@@ -151,7 +151,7 @@ def test_a_row_is_handed_out_again_while_under_the_limit(
     start = utcnow() - timedelta(days=1)
     for round_ in range(4):
         with sessions() as session, session.begin():
-            claimed = deliveries.claim(
+            claimed = outbox.claim(
                 session,
                 edition_id,
                 "w",
@@ -164,7 +164,7 @@ def test_a_row_is_handed_out_again_while_under_the_limit(
         # A recorded outcome (a temporary failure) is no comeback: the count starts again.
         if round_ == 1:
             with sessions() as session, session.begin():
-                assert deliveries.mark_retry(
+                assert outbox.mark_retry(
                     session, claimed[0].id, "w", "451 later",
                     attempts=1, max_attempts=10, delay_seconds=0,
                     now=start + timedelta(seconds=round_ * (lease + 1)),

@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch, ratelimit
+from service import ratelimit
 from service.config import Settings
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus
+from service.sending import loop
 from tests import factories
 from tests.support.smtp import RecordingSmtpServer
 
@@ -41,7 +42,7 @@ def test_a_full_hourly_quota_releases_the_batch_for_beat_to_hand_out_later(
     limiter = ratelimit.limiter_for(limited, sessions)
     assert limiter is not None
 
-    report = dispatch.send_pending(sessions, limited, edition_id, limiter=limiter)
+    report = loop.send_pending(sessions, limited, edition_id, limiter=limiter)
 
     assert report.sent == 5
     assert report.throttled
@@ -69,14 +70,14 @@ def test_a_worker_without_a_free_connection_slot_claims_nothing(
     assert holder is not None
     assert latecomer is not None
     assert holder.acquire(patience=0)
-    monkeypatch.setattr(dispatch, "CONNECTION_PATIENCE_SECONDS", 0.2)  # not 5 s per test
+    monkeypatch.setattr(loop, "CONNECTION_PATIENCE_SECONDS", 0.2)  # not 5 s per test
 
-    report = dispatch.send_pending(sessions, capped, edition_id, connections=latecomer)
+    report = loop.send_pending(sessions, capped, edition_id, connections=latecomer)
     assert report.throttled
     assert report.sent == 0
     assert _statuses(sessions) == {DeliveryStatus.QUEUED: 3}
 
     holder.release()
-    report = dispatch.send_pending(sessions, capped, edition_id, connections=latecomer)
+    report = loop.send_pending(sessions, capped, edition_id, connections=latecomer)
     assert report.sent == 3
     assert len(smtp_server.messages) == 3

@@ -14,9 +14,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import deliveries, ratelimit, signup, subscriptions, tokens
+from service import ratelimit, tokens
 from service.addresses import InvalidAddress
+from service.audience import signup, subscriptions
 from service.config import Settings
+from service.mail import notices
 from service.mail.transport import SmtpTransport
 from service.models import (
     Newsletter,
@@ -28,6 +30,7 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
+from service.sending import outbox
 from tests import factories
 from tests.support.smtp import RecordingSmtpServer
 
@@ -81,7 +84,7 @@ def test_signup_records_pending_consent_and_mails_a_signed_link(
     letter = factories.newsletter(session)
     result = _ask(session, letter)
     session.commit()
-    assert result.notice is signup.Notice.CONFIRM
+    assert result.notice is notices.Notice.CONFIRM
 
     subscription = _subscription(session)
     assert subscription.status is SubscriptionStatus.PENDING
@@ -150,7 +153,7 @@ def test_the_readers_chosen_language_picks_the_language_of_the_notices(
     # A form cannot change a known reader's language: the notice stays in English.
     again = _ask(session, letter, locale="fr", now=later)
     session.commit()
-    assert again.notice is signup.Notice.ALREADY_SUBSCRIBED
+    assert again.notice is notices.Notice.ALREADY_SUBSCRIBED
     assert _send(session, settings, again)
     notice = smtp_server.wait_for(1)[0].parsed()
     assert notice["Subject"] == "You already receive Intelligence & Société"
@@ -225,7 +228,7 @@ def test_signing_up_again_while_pending_resends_at_most_every_five_minutes(
     soon = _ask(session, letter, now=start + timedelta(minutes=4, seconds=59))
     assert soon.notice is None
     later = _ask(session, letter, now=start + timedelta(minutes=5, seconds=1))
-    assert later.notice is signup.Notice.CONFIRM
+    assert later.notice is notices.Notice.CONFIRM
     assert later.subscription_id == first.subscription_id
     session.commit()
     assert _send(session, settings, later, now=start + timedelta(minutes=5, seconds=1))
@@ -247,7 +250,7 @@ def test_a_confirmed_reader_signing_up_again_changes_nothing_and_gets_a_notice(
     later = utcnow() + signup.RESEND_AFTER
     again = _ask(session, letter, name="Quelqu'un d'autre", ip="198.51.100.9", now=later)
     session.commit()
-    assert again.notice is signup.Notice.ALREADY_SUBSCRIBED
+    assert again.notice is notices.Notice.ALREADY_SUBSCRIBED
     assert subscription.status is SubscriptionStatus.CONFIRMED
     assert (subscription.consent_at, subscription.consent_ip) == consent_before
     assert subscription.subscriber.name == "Camille"  # a form never renames someone
@@ -274,7 +277,7 @@ def test_confirming_lifts_the_unsubscribe_and_the_hard_bounce_suppressions(
     assert reasons == {SuppressionReason.UNSUBSCRIBE, SuppressionReason.HARD_BOUNCE}
 
     result = _ask(session, letter, email=reader.email)
-    assert result.notice is signup.Notice.CONFIRM
+    assert result.notice is notices.Notice.CONFIRM
     assert subscription.status is SubscriptionStatus.PENDING
     session.commit()
     token = signup.confirmation_token(settings.secret_key, result.subscription_id)
@@ -285,7 +288,7 @@ def test_confirming_lifts_the_unsubscribe_and_the_hard_bounce_suppressions(
     assert reader.status is SubscriberStatus.ACTIVE
     assert session.scalar(select(Suppression.id)) is None
     edition = factories.edition(session, letter)
-    recipients = session.execute(deliveries.recipients_query(edition, utcnow())).all()
+    recipients = session.execute(outbox.recipients_query(edition, utcnow())).all()
     assert [r.email for r in recipients] == [reader.email]
     session.rollback()
 
@@ -320,7 +323,7 @@ def test_a_relay_outage_keeps_the_signup_and_frees_the_resend_slot(
     assert subscription.status is SubscriptionStatus.PENDING
     assert subscription.confirmation_sent_at is None
     smtp_server.accept_connections()
-    assert _ask(session, letter).notice is signup.Notice.CONFIRM
+    assert _ask(session, letter).notice is notices.Notice.CONFIRM
 
 
 def test_rate_limit_allows_the_limit_per_window_then_refuses(
@@ -340,12 +343,12 @@ def test_rate_limit_allows_the_limit_per_window_then_refuses(
 
 
 @pytest.mark.parametrize("language", ["fr", "en"])
-@pytest.mark.parametrize("notice", [signup.Notice.DATA_EXPORT, signup.Notice.DATA_ERASE])
+@pytest.mark.parametrize("notice", [notices.Notice.DATA_EXPORT, notices.Notice.DATA_ERASE])
 def test_a_data_link_notice_carries_a_24_hour_link_for_its_purpose_and_keeps_the_resend_slot(
     session: Session,
     settings: Settings,
     smtp_server: RecordingSmtpServer,
-    notice: signup.Notice,
+    notice: notices.Notice,
     language: str,
 ) -> None:
     letter = factories.newsletter(session, language=language)

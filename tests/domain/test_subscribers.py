@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from service import subscribers, subscriptions, tracking
+from service.audience import subscribers, subscriptions
+from service.audience.subscribers import SubscriberFilter
 from service.config import Settings
 from service.models import (
     Delivery,
@@ -22,8 +23,8 @@ from service.models import (
     SuppressionReason,
     Tag,
 )
-from service.sending import begin
-from service.subscribers import SubscriberFilter
+from service.sending.controls import begin
+from service.tracking import events
 from tests import factories
 
 
@@ -161,9 +162,9 @@ def test_history_shows_consent_deliveries_events_and_suppressions(
         batch_size=10,
     )
     delivery = session.scalars(select(Delivery).where(Delivery.subscriber_id == reader.id)).one()
-    tracking.record_open(session, delivery.id)
-    tracking.record_click(session, delivery.id, 0)
-    tracking.record_feedback(session, delivery.id, liked=True)
+    events.record_open(session, delivery.id)
+    events.record_click(session, delivery.id, 0)
+    events.record_feedback(session, delivery.id, liked=True)
     subscriptions.record_hard_bounce(session, reader.email, "550 5.1.1 mailbox unknown")
 
     found = subscribers.history(session, reader.id)
@@ -276,7 +277,7 @@ def test_bulk_delete_erases_people_and_keeps_anonymous_statistics(
     )
     delivery_id = session.scalar(select(Delivery.id).where(Delivery.subscriber_id == readers[0].id))
     assert delivery_id is not None
-    tracking.record_open(session, delivery_id)
+    events.record_open(session, delivery_id)
     gone = [readers[0].id, readers[1].id]
     gone_emails = {readers[0].email, readers[1].email}
 

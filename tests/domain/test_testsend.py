@@ -13,11 +13,13 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import testsend, tokens, tracking
+from service import tokens
 from service.cli import cli
 from service.config import Settings, SmtpRelay
 from service.mail.mime import UNSUBSCRIBE_PURPOSE
 from service.models import Delivery, Event
+from service.sending import testsend
+from service.tracking import events
 from tests import factories
 from tests.support import free_port
 from tests.support.smtp import RecordingSmtpServer
@@ -128,8 +130,8 @@ def test_links_of_a_test_message_belong_to_no_delivery(
     unsubscribe = str(message.parsed()["List-Unsubscribe"]).split("<", 1)[1].split(">", 1)[0]
     token = unsubscribe.rsplit("/u/", 1)[1]
     (delivery_id,) = tokens.verify(settings.secret_key, UNSUBSCRIBE_PURPOSE, token, 1)
-    with pytest.raises(tracking.UnknownDelivery):
-        tracking.lookup(session, delivery_id)
+    with pytest.raises(events.UnknownDelivery):
+        events.lookup(session, delivery_id)
 
 
 def test_a_refused_recipient_is_reported_and_the_others_still_get_the_test(

@@ -23,7 +23,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors, subscriptions
+from service.audience import subscriptions
+from service.broker import CeleryQueue
 from service.cli import cli
 from service.config import Settings
 from service.models import (
@@ -33,10 +34,10 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
+from service.team import editors
 from tests import factories
 from tests.support.smtp import RecordedMessage, RecordingSmtpServer
 from tests.support.worker import WorkerProcess
-from worker.tasks.confirmations import enqueue_confirmations
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 EDITOR = "redaction@exemple.fr"
@@ -132,7 +133,7 @@ def test_cli_import_mails_each_pending_reader_one_working_link_at_the_shared_rat
         assert "sent 12 confirmation emails (0 failed, 0 skipped)" in out
 
         # The task runs twice more: every row is already sent, nothing goes out again.
-        enqueue_confirmations(settings.broker_url, newsletter_id, workers=2)
+        CeleryQueue(settings.broker_url).send_confirmations(newsletter_id, workers=2)
         time.sleep(3)
 
     received = smtp_server.messages

@@ -30,7 +30,7 @@ from service.models import (
     SubscriptionStatus,
     utcnow,
 )
-from service.sink import maildir_files
+from service.tools.sink import maildir_files
 from tests import factories
 from tests.support.queue import enqueue_send
 from tests.support.smtp import SinkProcess

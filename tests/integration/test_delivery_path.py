@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import deliveries, tokens
+from service import tokens
 from service.config import Settings
 from service.mail.mime import BOUNCE_PURPOSE, UNSUBSCRIBE_PURPOSE
 from service.models import Delivery, DeliveryStatus, Edition
+from service.sending import outbox
 from tests import factories
 from tests.support.queue import enqueue_send
 from tests.support.smtp import RecordingSmtpServer
@@ -53,7 +54,7 @@ def test_edition_reaches_each_of_50_readers_once_through_a_real_worker(
         with sessions() as session, session.begin():
             edition = session.get(Edition, edition_id)
             assert edition is not None
-            with pytest.raises(deliveries.SendError):
+            with pytest.raises(outbox.SendError):
                 factories.begin_sending(session, settings, edition, batch_size=20)
         enqueue_send(settings, edition_id, copies=2)
         time.sleep(3)

@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import deliveries, sending
 from service.cli import cli
 from service.config import Settings
 from service.models import Edition, EditionStatus
+from service.sending import controls, outbox
 from tests import factories
 from tests.support.queue import enqueue_send
 from tests.support.smtp import RecordingSmtpServer
@@ -45,9 +45,9 @@ def _start(sessions: sessionmaker[Session], settings: Settings) -> int:
         return edition.id
 
 
-def _progress(sessions: sessionmaker[Session], edition_id: int) -> deliveries.Progress:
+def _progress(sessions: sessionmaker[Session], edition_id: int) -> outbox.Progress:
     with sessions() as session:
-        return deliveries.progress(session, edition_id)
+        return outbox.progress(session, edition_id)
 
 
 @pytest.mark.slow
@@ -68,9 +68,9 @@ def test_after_a_pause_commits_only_the_messages_already_in_flight_arrive(
         with sessions() as session, session.begin():
             edition = session.get(Edition, edition_id)
             assert edition is not None
-            sending.pause(session, edition)
+            controls.pause(session, edition)
         committed = time.time()
-        settled = sending.settle(sessions, edition_id)
+        settled = controls.settle(sessions, edition_id)
         time.sleep(10 * DELAY)  # time enough for many more, had any started
 
         late = [m for m in smtp_server.messages if m.received_at > committed]

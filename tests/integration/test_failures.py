@@ -1,6 +1,6 @@
 """The send loop against a real SMTP server that misbehaves: outages, 4xx, 5xx, hang-ups.
 
-The loop runs in this process (dispatch.send_pending, what the worker task calls), and
+The loop runs in this process (loop.send_pending, what the worker task calls), and
 time moves by rewriting the database's clocks (resume_at, next_attempt_at) and passing
 `now` to the beat sweep, never by sleeping.
 """
@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import deliveries, dispatch, scheduling, sending
 from service.config import Settings
 from service.mail.transport import RelayUnavailable, SmtpTransport
 from service.models import (
@@ -34,6 +33,7 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
+from service.sending import controls, loop, outbox, schedule
 from tests import factories
 from tests.support.smtp import RecordingSmtpServer
 
@@ -65,7 +65,7 @@ def _rows(sessions: sessionmaker[Session], edition_id: int) -> dict[str, Deliver
 def _sweep(sessions: sessionmaker[Session], settings: Settings, now: datetime) -> list[int]:
     """What the beat task does at `now`; returns the editions it would hand to workers."""
     with sessions() as session, session.begin():
-        work = scheduling.sweep(
+        work = schedule.sweep(
             session,
             base_url=settings.base_url,
             templates_path=settings.email_templates_path,
@@ -103,7 +103,7 @@ def test_relay_down_pauses_the_send_then_it_completes_by_itself_once_the_relay_i
     smtp_server.refuse_connections()
 
     before = utcnow()
-    report = dispatch.send_pending(sessions, settings, edition_id)
+    report = loop.send_pending(sessions, settings, edition_id)
 
     assert report.relay_down
     assert report.sent == report.retried == report.failed == 0
@@ -125,14 +125,14 @@ def test_relay_down_pauses_the_send_then_it_completes_by_itself_once_the_relay_i
     # … then resumes it; the relay is still down, so it pauses again.
     assert _sweep(sessions, settings, now=edition.resume_at) == [edition_id]
     assert _edition(sessions, edition_id).status == EditionStatus.SENDING
-    assert dispatch.send_pending(sessions, settings, edition_id).relay_down
+    assert loop.send_pending(sessions, settings, edition_id).relay_down
     paused_again = _edition(sessions, edition_id)
     assert paused_again.status == EditionStatus.PAUSED
     assert paused_again.resume_at is not None
 
     smtp_server.accept_connections()
     assert _sweep(sessions, settings, now=paused_again.resume_at) == [edition_id]
-    report = dispatch.send_pending(sessions, settings, edition_id)
+    report = loop.send_pending(sessions, settings, edition_id)
 
     assert report.sent == READERS
     assert _edition(sessions, edition_id).status == EditionStatus.SENT
@@ -153,7 +153,7 @@ def test_451_recipients_are_retried_with_backoff_and_finally_sent(
     for address in greylisted:
         smtp_server.fail_next_n_rcpt(address, 2, "451 4.7.1 Greylisted, come back later")
 
-    report = dispatch.send_pending(sessions, settings, edition_id)
+    report = loop.send_pending(sessions, settings, edition_id)
 
     assert (report.sent, report.retried, report.failed) == (READERS - 2, 2, 0)
     rows = _rows(sessions, edition_id)
@@ -168,11 +168,11 @@ def test_451_recipients_are_retried_with_backoff_and_finally_sent(
     assert _edition(sessions, edition_id).status == EditionStatus.SENDING
     # Not due yet: neither the beat nor another worker touches them.
     assert _sweep(sessions, settings, now=utcnow()) == []
-    assert dispatch.send_pending(sessions, settings, edition_id).sent == 0
+    assert loop.send_pending(sessions, settings, edition_id).sent == 0
 
     _retries_due_now(sessions, edition_id)
     assert _sweep(sessions, settings, now=utcnow()) == [edition_id]
-    report = dispatch.send_pending(sessions, settings, edition_id)
+    report = loop.send_pending(sessions, settings, edition_id)
     assert (report.sent, report.retried) == (0, 2)
     rows = _rows(sessions, edition_id)
     for address in greylisted:
@@ -182,7 +182,7 @@ def test_451_recipients_are_retried_with_backoff_and_finally_sent(
         assert 55 < (rows[address].next_attempt_at - utcnow()).total_seconds() <= 120
 
     _retries_due_now(sessions, edition_id)
-    report = dispatch.send_pending(sessions, settings, edition_id)
+    report = loop.send_pending(sessions, settings, edition_id)
 
     assert report.sent == 2
     assert _edition(sessions, edition_id).status == EditionStatus.SENT
@@ -205,7 +205,7 @@ def test_temporary_failures_give_up_after_max_attempts_without_suppressing(
     smtp_server.fail_next_n_rcpt("r1@example.org", 10, "452 4.2.2 Mailbox over quota")
 
     for _ in range(3):
-        dispatch.send_pending(sessions, settings, edition_id)
+        loop.send_pending(sessions, settings, edition_id)
         _retries_due_now(sessions, edition_id)
 
     row = _rows(sessions, edition_id)["r1@example.org"]
@@ -214,7 +214,7 @@ def test_temporary_failures_give_up_after_max_attempts_without_suppressing(
     edition = _edition(sessions, edition_id)
     assert edition.status == EditionStatus.SENT
     with sessions() as session:
-        progress = deliveries.progress(session, edition_id)
+        progress = outbox.progress(session, edition_id)
         assert (progress.sent, progress.failed) == (2, 1)
         assert session.scalars(select(Suppression)).all() == []
 
@@ -239,7 +239,7 @@ def test_permanent_refusals_fail_at_once_and_only_mailbox_errors_suppress(
     soft = {"r8@example.org", "r9@example.org", "r10@example.org"}
     edition_id = _start(sessions, settings)
 
-    report = dispatch.send_pending(sessions, settings, edition_id)
+    report = loop.send_pending(sessions, settings, edition_id)
 
     assert (report.sent, report.retried, report.failed) == (READERS - 6, 0, 6)
     edition = _edition(sessions, edition_id)
@@ -261,7 +261,7 @@ def test_permanent_refusals_fail_at_once_and_only_mailbox_errors_suppress(
         bounces = session.scalars(select(Event).where(Event.kind == EventKind.BOUNCE)).all()
         assert {b.delivery_id for b in bounces} == {rows[a].id for a in hard}
         assert {b.edition_id for b in bounces} == {edition_id}
-        progress = deliveries.progress(session, edition_id)
+        progress = outbox.progress(session, edition_id)
         assert (progress.sent, progress.failed, progress.remaining) == (READERS - 6, 6, 0)
     assert set(_received(smtp_server)) == _everyone() - hard - soft
 
@@ -287,7 +287,7 @@ def test_a_hang_up_after_data_is_retried_with_the_same_message_id(
     edition_id = _start(sessions, settings, readers=4)
     smtp_server.hang_up_after_data(1, keep_message=relay_kept_it)
 
-    report = dispatch.send_pending(sessions, settings, edition_id)
+    report = loop.send_pending(sessions, settings, edition_id)
 
     assert (report.sent, report.retried) == (3, 1)
     first = _rows(sessions, edition_id)["r0@example.org"]
@@ -296,7 +296,7 @@ def test_a_hang_up_after_data_is_retried_with_the_same_message_id(
     assert first.last_error.startswith("connection lost")
 
     _retries_due_now(sessions, edition_id)
-    assert dispatch.send_pending(sessions, settings, edition_id).sent == 1
+    assert loop.send_pending(sessions, settings, edition_id).sent == 1
 
     first = _rows(sessions, edition_id)["r0@example.org"]
     assert (first.status, first.attempts) == (DeliveryStatus.SENT, 2)
@@ -321,7 +321,7 @@ def test_the_second_relay_takes_over_when_the_first_refuses_connections(
         assert [r.port for r in settings.smtp_relays] == [first.port, smtp_server.port]
         edition_id = _start(sessions, settings)
 
-        report = dispatch.send_pending(sessions, settings, edition_id)
+        report = loop.send_pending(sessions, settings, edition_id)
 
         assert report.sent == READERS
         assert first.messages == []
@@ -387,13 +387,13 @@ def test_pause_and_cancel_stop_the_loop_at_the_next_message(
             edition = session.get(Edition, edition_id)
             assert edition is not None
             if action == "pause":
-                sending.pause(session, edition)
+                controls.pause(session, edition)
             else:
-                sending.cancel(session, edition)
+                controls.cancel(session, edition)
 
     transport = _ClickWhileSending(settings, clicked_before, click)
     try:
-        report = dispatch.send_pending(sessions, settings, edition_id, transport=transport)
+        report = loop.send_pending(sessions, settings, edition_id, transport=transport)
     finally:
         transport.close()
 
@@ -402,7 +402,7 @@ def test_pause_and_cancel_stop_the_loop_at_the_next_message(
     assert report.stopped
     assert len(smtp_server.messages) == report.sent == sent
     with sessions() as session:
-        progress = deliveries.progress(session, edition_id)
+        progress = outbox.progress(session, edition_id)
     assert progress.sending == 0
     edition = _edition(sessions, edition_id)
     if action == "cancel":
@@ -421,8 +421,8 @@ def test_pause_and_cancel_stop_the_loop_at_the_next_message(
     with sessions() as session, session.begin():
         edition = session.get(Edition, edition_id)
         assert edition is not None
-        assert sending.resume(session, edition) == readers - sent
-    report = dispatch.send_pending(sessions, settings, edition_id)
+        assert controls.resume(session, edition, batch_size=500).recipients == readers - sent
+    report = loop.send_pending(sessions, settings, edition_id)
 
     assert report.sent == readers - sent
     assert _received(smtp_server) == {f"r{n}@example.org": 1 for n in range(readers)}
@@ -438,7 +438,7 @@ def test_a_relay_refusing_our_sender_pauses_the_send_instead_of_failing_everyone
     smtp_server.sender_response = "550 5.7.1 Sender domain not allowed for this account"
     edition_id = _start(sessions, settings)
 
-    report = dispatch.send_pending(sessions, settings, edition_id)
+    report = loop.send_pending(sessions, settings, edition_id)
 
     assert (report.sent, report.failed) == (0, 0)
     edition = _edition(sessions, edition_id)
@@ -455,7 +455,7 @@ def test_a_relay_refusing_our_sender_pauses_the_send_instead_of_failing_everyone
     with sessions() as session, session.begin():
         edition = session.get(Edition, edition_id)
         assert edition is not None
-        sending.resume(session, edition)
-    dispatch.send_pending(sessions, settings, edition_id)
+        controls.resume(session, edition, batch_size=500)
+    loop.send_pending(sessions, settings, edition_id)
     assert _edition(sessions, edition_id).status == EditionStatus.SENT
     assert len(smtp_server.messages) == READERS

@@ -1,7 +1,7 @@
 """Hostile names and addresses through the real doors, up to the bytes the relay receives.
 
 A reader signs up on the public form (or arrives by CSV or the CLI), confirms through the
-link mailed to them, and an edition goes out through the send loop (dispatch.send_pending,
+link mailed to them, and an edition goes out through the send loop (loop.send_pending,
 what the worker task runs) to the recording SMTP server. The tests read what that server
 received: envelope, raw header block, parsed headers.
 """
@@ -22,7 +22,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch
 from service.cli import cli
 from service.config import Settings
 from service.models import (
@@ -37,6 +36,7 @@ from service.models import (
     SubscriptionStatus,
     Suppression,
 )
+from service.sending import loop
 from tests import factories
 from tests.support.smtp import RecordedMessage, RecordingSmtpServer
 
@@ -80,7 +80,7 @@ def _send_edition(sessions: sessionmaker[Session], settings: Settings, slug: str
         edition = factories.edition(session, letter)
         factories.begin_sending(session, settings, edition)
         edition_id = edition.id
-    dispatch.send_pending(sessions, settings, edition_id)
+    loop.send_pending(sessions, settings, edition_id)
     return edition_id
 
 
@@ -283,7 +283,7 @@ def test_an_anonymous_signup_never_changes_a_stored_name(
 def test_the_preference_centre_cleans_a_name_and_refuses_a_nul(
     client: FlaskClient, letter: int, sessions: sessionmaker[Session], settings: Settings
 ) -> None:
-    from service import signup
+    from service.audience import signup
 
     with sessions.begin() as session:
         letter_row = session.get(Newsletter, letter)

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import sending
 from service.cli import cli
 from service.config import Settings
 from service.models import Edition, EditionStatus, utcnow
+from service.sending import controls
 from tests import factories
 from tests.support.queue import enqueue_send
 from tests.support.smtp import RecordingSmtpServer
@@ -92,7 +92,7 @@ def test_a_send_paused_by_a_relay_outage_finishes_by_itself_once_the_relay_is_ba
         assert paused.resume_at is not None
         smtp_server.accept_connections()
         # The first wait is the shortest one; the beat ticks every 15 s after it.
-        budget = sending.RELAY_RETRY_MIN_SECONDS + 45
+        budget = controls.RELAY_RETRY_MIN_SECONDS + 45
         try:
             smtp_server.wait_for(READERS, timeout=budget)
         except TimeoutError as exc:

@@ -2,7 +2,7 @@
 
 `RecordingSmtpServer` runs aiosmtpd in a thread of the test process and can misbehave on
 purpose like a real relay does (temporary and permanent refusals, an outage, a dropped
-connection after DATA). `SinkProcess` runs `python -m service.sink` in its own process, for
+connection after DATA). `SinkProcess` runs `python -m service.tools.sink` in its own process, for
 benchmarks and crash tests where the test process's GIL must not be the bottleneck.
 """
 
@@ -29,7 +29,7 @@ from types import TracebackType
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from service.sink import DATA_SIZE_LIMIT, read_maildir
+from service.tools.sink import DATA_SIZE_LIMIT, read_maildir
 from tests.support import free_port
 
 __all__ = ["RecordedMessage", "RecordingSmtpServer", "SinkProcess"]
@@ -298,7 +298,7 @@ class RecordingSmtpServer:
 
 
 class SinkProcess:
-    """`python -m service.sink` as a child process, delivering into a Maildir."""
+    """`python -m service.tools.sink` as a child process, delivering into a Maildir."""
 
     host = "127.0.0.1"
 
@@ -412,7 +412,7 @@ class SinkProcess:
             command = [
                 sys.executable,
                 "-m",
-                "service.sink",
+                "service.tools.sink",
                 "--host",
                 self.host,
                 "--port",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.drafts import DraftProblem, ParsedDraft, parse_draft
+from service.editions.drafts import DraftProblem, ParsedDraft, parse_draft
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "draft_fr.txt"
 # The real edition our users publish lives outside the repository (shared/seeds/);

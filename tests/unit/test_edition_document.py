@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service import editions
-from service.drafts import parse_draft
-from service.edition_document import EditionInvalid, validate
+from service.editions import store
+from service.editions.drafts import parse_draft
+from service.editions.schema import EditionInvalid, validate
 from service.models import Edition, EditionStatus
 
 SAMPLE = Path(__file__).resolve().parents[2] / "service" / "sample"
@@ -68,7 +68,7 @@ def _outcome(data: object) -> Edition | EditionInvalid:
     # Any other exception escapes and fails the test.
     edition = _draft()
     try:
-        editions.apply_data(edition, data)
+        store.apply_data(edition, data)
     except EditionInvalid as refused:
         return refused
     return edition
@@ -76,7 +76,7 @@ def _outcome(data: object) -> Edition | EditionInvalid:
 
 def _refusal(data: object) -> list[tuple[str, str]]:
     with pytest.raises(EditionInvalid) as refused:
-        editions.apply_data(_draft(), data)
+        store.apply_data(_draft(), data)
     return refused.value.problems
 
 
@@ -103,12 +103,12 @@ def test_any_json_is_an_edition_or_a_refusal_naming_the_field(data: object) -> N
 def test_a_valid_document_round_trips_through_the_edition(data: dict[str, Any]) -> None:
     edition = _draft()
     try:
-        editions.apply_data(edition, data)
+        store.apply_data(edition, data)
     except EditionInvalid:
         return
     again = _draft()
-    editions.apply_data(again, editions.to_data(edition))
-    assert editions.to_data(again) == editions.to_data(edition)
+    store.apply_data(again, store.to_data(edition))
+    assert store.to_data(again) == store.to_data(edition)
 
 
 @pytest.mark.parametrize(
@@ -191,5 +191,5 @@ def test_a_pasted_draft_goes_through_the_same_rules() -> None:
 
 def test_a_locked_edition_refuses_even_valid_content() -> None:
     edition = Edition(number=3, status=EditionStatus.SENT)
-    with pytest.raises(editions.EditionLocked):
-        editions.apply_data(edition, {"title": "T"})
+    with pytest.raises(store.EditionLocked):
+        store.apply_data(edition, {"title": "T"})

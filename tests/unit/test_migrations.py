@@ -8,7 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from service.db import Base, make_engine
-from service.migrate import upgrade
+from service.tools.migrate import upgrade
 
 
 def test_models_and_migrations_agree(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.editions import apply_data
+from service.editions.store import apply_data
 from service.mail.render import RenderedEdition, render_edition
 from service.models import Edition, EditionStatus, Newsletter
 from tests import factories

@@ -15,7 +15,7 @@ import redis
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
-from service.sink import DATA_SIZE_LIMIT, read_maildir, serve
+from service.tools.sink import DATA_SIZE_LIMIT, read_maildir, serve
 from tests.support import free_port
 from tests.support.postgres import PostgresCluster
 from tests.support.redis_server import RedisServer

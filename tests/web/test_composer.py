@@ -19,11 +19,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.datastructures import MultiDict
 
-from service import editions, editors
 from service.config import Settings
-from service.drafts import parse_draft
+from service.editions import store
+from service.editions.drafts import parse_draft
 from service.mail.render import RenderedEdition, render_edition
 from service.models import Edition, EditionStatus, Newsletter
+from service.team import editors
 from tests import factories
 
 DRAFT = Path(__file__).parents[1] / "fixtures" / "draft_fr.txt"
@@ -197,7 +198,7 @@ class Reader:
         with self.sessions() as fresh:
             found = fresh.get(Edition, edition_id)
             assert found is not None
-            return editions.to_data(found)
+            return store.to_data(found)
 
     def edition(self, edition_id: int) -> Edition:
         """The stored edition with its items and newsletter loaded, detached."""
@@ -827,4 +828,4 @@ def test_a_save_past_the_bounds_names_the_field_and_keeps_the_text(
     page = response.get_data(as_text=True)
     assert "at most 50 entries" in page
     assert "Nouvelle 50" in page
-    assert saved(reader, draft.id)["items"] == editions.to_data(draft)["items"]
+    assert saved(reader, draft.id)["items"] == store.to_data(draft)["items"]

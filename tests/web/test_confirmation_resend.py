@@ -14,8 +14,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors, subscriptions
+from service.audience import subscriptions
 from service.models import ConfirmationMail, Subscriber, Subscription
+from service.team import editors
 from tests import factories
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -16,9 +16,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors, scheduling, sending
 from service.config import Settings
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, utcnow
+from service.sending import controls, schedule
+from service.team import editors
 from tests import factories
 from worker.celery_app import app as celery_app
 
@@ -137,7 +138,7 @@ def test_scheduling_speaks_the_newsletters_wall_clock_time(
     with sessions() as session:
         found = session.get(Edition, edition_id)
         assert found is not None
-        slot = scheduling.next_slot(found.newsletter, utcnow())
+        slot = schedule.next_slot(found.newsletter, utcnow())
     # The form proposes the next weekly slot, in Paris time.
     assert f'value="{slot.astimezone(ZoneInfo("Europe/Paris")):%Y-%m-%dT%H:%M}"' in page
 
@@ -218,7 +219,7 @@ def test_a_send_paused_by_a_relay_outage_says_when_it_resumes(
     with sessions() as session, session.begin():
         found = session.get(Edition, edition_id)
         assert found is not None
-        sending.pause_for_relay(session, found, "no SMTP relay reachable (127.0.0.1:1)")
+        controls.pause_for_relay(session, found, "no SMTP relay reachable (127.0.0.1:1)")
 
     page = _page(editor, edition_id)
     assert "paused: SMTP relay unavailable (no SMTP relay reachable (127.0.0.1:1))" in page

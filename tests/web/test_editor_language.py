@@ -12,8 +12,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors
 from service.models import Edition, EditionStatus
+from service.team import editors
 from tests import factories
 
 PASSWORD = "un mot de passe solide"

@@ -17,11 +17,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors
 from service.app import create_app
 from service.cli import cli
 from service.config import Settings
 from service.models import EditorSession
+from service.team import editors
 
 EDITOR = "redaction@exemple.fr"
 OTHER = "maquette@exemple.fr"

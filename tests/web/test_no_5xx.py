@@ -35,10 +35,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RoutingException, Rule
 
 import service
-from service import editors, tokens
+from service import tokens
 from service.config import Settings
 from service.models import Delivery, Subscription
-from service.sink import MaildirSink
+from service.team import editors
+from service.tools.sink import MaildirSink
 from tests import factories
 
 EDITOR = "walker@hebdo.example"

@@ -1,6 +1,6 @@
 """One-click unsubscribe (RFC 8058) from the header of a message a real SMTP server received.
 
-Editions go out through dispatch.send_pending over real SMTP; the URL the tests use is
+Editions go out through loop.send_pending over real SMTP; the URL the tests use is
 the one in the received message's List-Unsubscribe header, posted the way mail
 clients do: form-encoded `List-Unsubscribe=One-Click`, with no cookie at all.
 """
@@ -16,7 +16,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch
 from service.config import Settings
 from service.mail.transport import SmtpTransport
 from service.models import (
@@ -30,6 +29,7 @@ from service.models import (
     SubscriptionStatus,
     Suppression,
 )
+from service.sending import loop
 from tests import factories
 from tests.support.smtp import RecordingSmtpServer
 
@@ -55,7 +55,7 @@ def _send_edition(
     with sessions.begin() as session:
         factories.readers(session, factories.newsletter(session), readers)
     edition_id = _start_edition(sessions, settings)
-    report = dispatch.send_pending(sessions, settings, edition_id)
+    report = loop.send_pending(sessions, settings, edition_id)
     assert report.sent == readers
     paths = {}
     for message in smtp_server.wait_for(readers):
@@ -177,7 +177,7 @@ def test_unsubscribing_cancels_the_queued_deliveries_of_an_edition_being_sent(
             ).all()
         )
     assert rows["r1@example.org"] is DeliveryStatus.CANCELLED
-    dispatch.send_pending(sessions, settings, edition_id)
+    loop.send_pending(sessions, settings, edition_id)
     received = sorted(m.rcpt_tos[0] for m in smtp_server.wait_for(2))
     assert received == ["r0@example.org", "r2@example.org"]
     assert smtp_server.messages_for("r1@example.org") == []
@@ -214,7 +214,7 @@ def test_unsubscribing_while_the_edition_is_going_out_stops_it_for_that_reader(
     transport = _UnsubscribeAfterFirstMessage(
         SmtpTransport(settings.smtp_relays), mail_client, paths[target]
     )
-    report = dispatch.send_pending(sessions, settings, edition_id, transport=transport)
+    report = loop.send_pending(sessions, settings, edition_id, transport=transport)
     transport.close()
 
     assert transport.status == 200

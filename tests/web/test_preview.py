@@ -18,8 +18,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import editors
 from service.models import Delivery, Edition, Event
+from service.team import editors
 from tests import factories
 from tests.support.smtp import RecordingSmtpServer
 

@@ -19,7 +19,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch, signup, subscriptions, tokens
+from service import tokens
+from service.audience import signup, subscriptions
 from service.config import Settings
 from service.models import (
     Delivery,
@@ -34,6 +35,7 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
+from service.sending import loop
 from service.web import i18n
 from tests import factories
 from tests.support.messages import ROOT, extract
@@ -325,7 +327,7 @@ def _deliver(
         edition = factories.edition(session, newsletter)
         factories.begin_sending(session, settings, edition, batch_size=50)
         edition_id = edition.id
-    dispatch.send_pending(sessions, settings, edition_id)
+    loop.send_pending(sessions, settings, edition_id)
     return {m.rcpt_tos[0]: m for m in smtp_server.wait_for(2)}
 
 

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import editors, subscribers, subscriptions, tracking
+from service.audience import subscribers, subscriptions
 from service.config import Settings
 from service.models import (
     Delivery,
@@ -25,7 +25,9 @@ from service.models import (
     SubscriptionStatus,
     Suppression,
 )
-from service.sending import begin
+from service.sending.controls import begin
+from service.team import editors
+from service.tracking import events
 from tests import factories
 
 EDITOR = "redaction@exemple.fr"
@@ -196,9 +198,9 @@ def test_history_page_shows_consent_deliveries_events_and_suppressions(
             batch_size=10,
         )
         delivery_id = session.scalars(select(Delivery.id)).one()
-        tracking.record_open(session, delivery_id)
-        tracking.record_click(session, delivery_id, 0)
-        tracking.unsubscribe(session, delivery_id, reason="je lis déjà tout en ligne")
+        events.record_open(session, delivery_id)
+        events.record_click(session, delivery_id, 0)
+        events.unsubscribe(session, delivery_id, reason="je lis déjà tout en ligne")
         person_id, number = person.id, edition.number
 
     html = editor.get(f"/subscribers/{person_id}").get_data(as_text=True)

@@ -29,7 +29,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import dispatch, inbound, signup, tokens
+from service import tokens
+from service.audience import signup
 from service.config import Settings
 from service.mail.mime import DELIVERY_PURPOSE
 from service.mail.render import (
@@ -41,6 +42,8 @@ from service.mail.render import (
     UNSUBSCRIBE_TOKEN,
 )
 from service.models import Delivery, Event, Subscriber, Subscription, Suppression
+from service.sending import loop
+from service.tracking import inbound
 from tests import factories
 from tests.support.smtp import RecordedMessage, RecordingSmtpServer
 
@@ -160,7 +163,7 @@ def _deliver(instance: Instance, n: int, *, legacy_edition: bool = False) -> Wor
                 edition.rendered_text = (edition.rendered_text or "").replace(hole, TOKEN)
         edition_id, letter_id = edition.id, letter.id
         first_link = (edition.tracked_links or [""])[0]
-    assert dispatch.send_pending(sessions, settings, edition_id).sent == 2
+    assert loop.send_pending(sessions, settings, edition_id).sent == 2
     messages = {m.rcpt_tos[0]: m for m in smtp.wait_for(2)}
     smtp.clear()
     with sessions() as session:

@@ -4,7 +4,7 @@
 ``import_csv_batched`` owns its transactions and commits once per batch, so a
 100,000-row file never holds one long write lock. Both stream the file: memory
 stays flat whatever its size. Nothing is mailed here: an import that leaves
-readers pending queues their confirmation mail (service.confirmations) in the
+readers pending queues their confirmation mail (service.audience.confirmations) in the
 same transaction, and the door enqueues the workers after the last commit.
 """
 
@@ -27,8 +27,8 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import confirmations, subscriptions
 from service.addresses import InvalidAddress, normalise
+from service.audience import confirmations, subscriptions
 from service.mail.wording import LANGUAGES
 from service.models import (
     Newsletter,

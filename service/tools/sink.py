@@ -4,7 +4,7 @@ The sink plays the final MTA of a single machine: it accepts any recipient, adds
 `Return-Path` and `Delivered-To` headers a local delivery agent would, and writes one
 file per recipient so the editor can browse what went out. It never relays anything.
 
-Run it with `python -m service.sink --host 127.0.0.1 --port 2525 --maildir instance/maildir`.
+Run it with `python -m service.tools.sink --host 127.0.0.1 --port 2525 --maildir instance/maildir`.
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def read_maildir(maildir: Path) -> list[EmailMessage]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the sink until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m service.sink", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m service.tools.sink", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2525)
     parser.add_argument("--maildir", type=Path, default=Path("instance/maildir"))

@@ -26,21 +26,17 @@ from email.policy import SMTP
 from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from service import signup
+from service.audience import signup
+from service.audience.subscriptions import record_hard_bounce
 from service.config import Settings
 from service.db import affected_rows
-from service.dispatch import (
-    CONNECTION_PATIENCE_SECONDS,
-    RATE_PATIENCE_SECONDS,
-    ConnectionCap,
-    RateLimiter,
-    Transport,
-)
+from service.mail import notices
 from service.mail.transport import (
     PermanentFailure,
     RelayUnavailable,
     SmtpTransport,
     TemporaryFailure,
+    Transport,
 )
 from service.models import (
     ConfirmationMail,
@@ -52,7 +48,12 @@ from service.models import (
     Suppression,
     utcnow,
 )
-from service.subscriptions import record_hard_bounce
+from service.sending.loop import (
+    CONNECTION_PATIENCE_SECONDS,
+    RATE_PATIENCE_SECONDS,
+    ConnectionCap,
+    RateLimiter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -497,7 +498,7 @@ def _send_batch(
         if subscription is None:  # erased meanwhile: the row went with it
             continue
         try:
-            message = signup.build_message(subscription, signup.Notice.CONFIRM, settings)
+            message = signup.build_message(subscription, notices.Notice.CONFIRM, settings)
             data = message.as_bytes(policy=SMTP)
         except Exception as exc:  # one reader's data must not stop the others
             log.warning("confirmation %s cannot be built: %s", item.mail_id, exc)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service import edition_document
-from service.edition_document import EditionError as EditionError
-from service.edition_document import EditionInvalid as EditionInvalid
+from service.editions import schema
+from service.editions.schema import EditionError as EditionError
+from service.editions.schema import EditionInvalid as EditionInvalid
 from service.mail.render import RenderedEdition, render_edition
 from service.models import Edition, EditionStatus, NewsItem, Newsletter, utcnow
+from service.sending import lifecycle
 
 
 class EditionLocked(EditionError):
@@ -22,11 +25,11 @@ class EditionLocked(EditionError):
 def apply_data(edition: Edition, data: object) -> None:
     """Set an edition's content from the edition JSON (see README), validating it.
 
-    The rules are the edition document's (service.edition_document): every door goes
+    The rules are the edition document's (service.editions.schema): every door goes
     through here, so the CLI, the composer, a pasted draft and the demo agree.
     """
-    document = edition_document.validate(data)
-    if edition.status not in (EditionStatus.DRAFT, EditionStatus.SCHEDULED):
+    document = schema.validate(data)
+    if not lifecycle.is_editable(edition):
         raise EditionLocked(f"edition {edition.number} is {edition.status.value}")
     edition.title = document.title
     edition.week_start = document.week_start
@@ -113,3 +116,35 @@ def get(session: Session, edition_id: int) -> Edition:
     if edition is None:
         raise EditionError(f"no edition with id {edition_id}")
     return edition
+
+
+# Gmail clips an HTML part above 102 KB; past 90 KB an editor should start cutting.
+SIZE_LIMIT_BYTES = 102 * 1024
+SIZE_WARN_BYTES = 90 * 1024
+
+
+def size_level(html_bytes: int) -> str:
+    """ok, warn (past 90 KB) or over (Gmail clips it)."""
+    if html_bytes > SIZE_LIMIT_BYTES:
+        return "over"
+    if html_bytes > SIZE_WARN_BYTES:
+        return "warn"
+    return "ok"
+
+
+def html_size(edition: Edition, *, base_url: str, templates_path: Path) -> int:
+    """Bytes of the HTML part subscribers will get (with tracked links)."""
+    rendered = render_edition(
+        edition,
+        edition.newsletter,
+        base_url=base_url,
+        templates_path=templates_path,
+        personal=True,
+    )
+    return len(rendered.html.encode("utf-8"))
+
+
+def revision(edition: Edition) -> str:
+    """A fingerprint of the saved content, to notice another tab or editor saving meanwhile."""
+    content = json.dumps(to_data(edition), sort_keys=True, default=str)
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()[:20]

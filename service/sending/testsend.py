@@ -20,14 +20,16 @@ from email.message import EmailMessage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import editions
 from service.addresses import InvalidAddress, normalise
 from service.config import Settings
-from service.dispatch import Transport
-from service.mail.mime import DKIM_HEADERS, DkimKey, Envelope, PreparedEdition, personalise, prepare
+from service.editions import store
+from service.mail import dkim
+from service.mail.dkim import DkimKey
+from service.mail.mime import Envelope, PreparedEdition, personalise, prepare
 from service.mail.render import RenderedEdition
-from service.mail.transport import DeliveryError, RelayUnavailable, SmtpTransport
-from service.models import Edition, EditionStatus, Subscriber, utcnow
+from service.mail.transport import DeliveryError, RelayUnavailable, SmtpTransport, Transport
+from service.models import Edition, Subscriber, utcnow
+from service.sending import lifecycle
 
 SAMPLE_NAME = "Marie Exemple"
 SAMPLE_EMAIL = "lecteur@example.org"
@@ -86,7 +88,7 @@ def subject_prefix(language: str) -> str:
 
 def rendering(edition: Edition, settings: Settings) -> RenderedEdition:
     """The frozen rendering once sending has started, else a fresh render of the content."""
-    locked = edition.status not in (EditionStatus.DRAFT, EditionStatus.SCHEDULED)
+    locked = not lifecycle.is_editable(edition)
     if locked and edition.rendered_html is not None and edition.rendered_text is not None:
         return RenderedEdition(
             subject=edition.rendered_subject or edition.subject,
@@ -94,7 +96,7 @@ def rendering(edition: Edition, settings: Settings) -> RenderedEdition:
             text=edition.rendered_text,
             tracked_links=list(edition.tracked_links),
         )
-    return editions.render(
+    return store.render(
         edition, base_url=settings.base_url, templates_path=settings.email_templates_path
     )
 
@@ -193,14 +195,14 @@ def send_test(
     names: dict[str, str] = dict(session.execute(query).all())
     prefix = subject_prefix(edition.newsletter.language)
     prepared = _prepared(edition, settings, rendering(edition, settings), prefix)
-    dkim = _dkim_key(settings)
+    key = dkim.key_from(settings)
     report = TestSendReport()
     own_transport = transport is None
     smtp: Transport = transport or SmtpTransport(settings.smtp_relays)
     try:
         for index, address in enumerate(recipients):
             mail_from, data = _test_message(
-                prepared, address, names.get(address) or SAMPLE_NAME, dkim
+                prepared, address, names.get(address) or SAMPLE_NAME, key
             )
             try:
                 smtp.send(mail_from, address, data)
@@ -218,7 +220,7 @@ def send_test(
 
 
 def _test_message(
-    prepared: PreparedEdition, address: str, name: str, dkim: DkimKey | None
+    prepared: PreparedEdition, address: str, name: str, key: DkimKey | None
 ) -> tuple[str, bytes]:
     envelope = personalise(prepared, PREVIEW_DELIVERY_ID, address, name, utcnow())
     # Every test gets its own Message-ID: mail services drop a second message carrying
@@ -229,19 +231,6 @@ def _test_message(
         f"Message-ID: {unique}\r\n".encode("ascii"),
         1,
     )
-    if dkim is None:
+    if key is None:
         return envelope.mail_from, data
-    import dkim as dkimpy  # imported lazily: only deployments that sign pay for it
-
-    signature: bytes = dkimpy.sign(
-        data, dkim.selector, dkim.domain, dkim.private_key, include_headers=DKIM_HEADERS
-    )
-    return envelope.mail_from, signature + data
-
-
-def _dkim_key(settings: Settings) -> DkimKey | None:
-    if settings.dkim_selector and settings.dkim_domain and settings.dkim_private_key_path:
-        return DkimKey.load(
-            settings.dkim_selector, settings.dkim_domain, settings.dkim_private_key_path
-        )
-    return None
+    return envelope.mail_from, dkim.signed(key, data)

@@ -10,10 +10,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from service import editions, editors, newsletters, subscriptions
+from service import newsletters
+from service.audience import subscriptions
+from service.editions import store
 from service.models import EditorRole
+from service.team import editors
 
-SAMPLE = Path(__file__).resolve().parent / "sample"
+SAMPLE = Path(__file__).resolve().parent.parent / "sample"
 DEMO_EDITOR = "editor@example.org"
 
 
@@ -53,7 +56,7 @@ def seed(session: Session) -> DemoData:
             )
             count += 1
     data = json.loads((SAMPLE / "edition_fr.json").read_text(encoding="utf-8"))
-    edition = editions.create(session, newsletter, data)
+    edition = store.create(session, newsletter, data)
     password = secrets.token_urlsafe(12)
     editors.create(session, DEMO_EDITOR, password, name="Demo editor", role=EditorRole.ADMIN)
     return DemoData(newsletter.slug, edition.id, edition.number, count, DEMO_EDITOR, password)

@@ -4,7 +4,7 @@ The list and the tag actions are set-based so they stay fast at 100,000 rows:
 a page is one query (plus one for its tags, and one for its subscriptions when
 no newsletter is chosen); pagination is keyset on the subscriber id, newest
 first. Unsubscribe and erase go row by row through the readers' own operations
-(service.subscriptions, service.preferences), so one rule applies whoever acts.
+(service.audience.subscriptions, service.audience.preferences), so one rule applies whoever acts.
 Bulk actions take either explicit ids or the filter the editor saw; they flush
 and never commit.
 """
@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
 
-from service import preferences, subscriptions
+from service.audience import preferences, subscriptions
 from service.models import (
     Delivery,
     DeliveryStatus,
@@ -529,7 +529,7 @@ def unsubscribe(
 ) -> int:
     """Unsubscribe the subscribers (from one newsletter, or from all); return subscriptions ended.
 
-    Goes through service.subscriptions.unsubscribe for each subscription, so queued
+    Goes through service.audience.subscriptions.unsubscribe for each subscription, so queued
     deliveries are cancelled and the suppression is recorded as for a reader.
     """
     ids = list(session.scalars(_target_ids(target)))

@@ -42,6 +42,7 @@ from service.models import (
     Suppression,
     utcnow,
 )
+from service.sending import lifecycle
 
 
 class SendError(RuntimeError):
@@ -142,9 +143,8 @@ def start(session: Session, edition: Edition, now: datetime | None = None) -> in
         execution_options={"preserve_rowcount": True},  # psycopg reports -1 otherwise
     )
     if edition.status != EditionStatus.SENDING:
-        edition.status = EditionStatus.SENDING
+        lifecycle.move(edition, EditionStatus.SENDING, detail="")
         edition.send_started_at = edition.send_started_at or now
-        edition.status_detail = ""
     session.flush()
     return affected_rows(result)
 
@@ -421,7 +421,7 @@ def finish_if_done(session: Session, edition: Edition, now: datetime | None = No
         return False
     if not progress(session, edition.id).done:
         return False
-    edition.status = EditionStatus.SENT
+    lifecycle.move(edition, EditionStatus.SENT)
     edition.sent_at = now or utcnow()
     session.flush()
     return True

@@ -1,6 +1,6 @@
 """Subscriber export to CSV, streamed so a large list never sits in memory.
 
-The file reads back with service.imports: its ``attributes`` column is unpacked
+The file reads back with service.audience.imports: its ``attributes`` column is unpacked
 and readers marked unsubscribed are not subscribed again.
 """
 
@@ -14,7 +14,7 @@ from typing import IO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.imports import FORMULA_STARTS
+from service.audience.imports import FORMULA_STARTS
 from service.models import Newsletter, Subscriber, Subscription, SubscriptionStatus
 
 EXPORT_COLUMNS = (

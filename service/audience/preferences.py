@@ -3,7 +3,7 @@
 The footer of every edition carries a per-delivery preference token
 (service.mail.mime.DELIVERY_PREFS_PURPOSE, or the legacy delivery token in mail
 sent before purposes were split); notices carry a subscriber-scoped "prefs" token
-(service.signup). Each leads to one subscriber and to nobody else. Joining a
+(service.audience.signup). Each leads to one subscriber and to nobody else. Joining a
 newsletter from here still goes through the double opt-in; leaving takes effect
 at once, as the one-click link does.
 
@@ -22,7 +22,8 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from service import ratelimit, signup, subscriptions, tokens
+from service import ratelimit, tokens
+from service.audience import signup, subscriptions
 from service.mail.mime import DELIVERY_PREFS_PURPOSE, DELIVERY_PURPOSE
 from service.models import (
     Delivery,
@@ -133,7 +134,7 @@ def request_data_link(
 ) -> Subscription:
     """Take one of the reader's data-link slots; the subscription whose notice carries it.
 
-    The notice (signup.Notice.DATA_EXPORT or DATA_ERASE, sent by the caller after
+    The notice (notices.Notice.DATA_EXPORT or DATA_ERASE, sent by the caller after
     commit with signup.send_notice) goes to the reader's own address only, from
     the newsletter the preference link came from, or else the latest one they
     joined. Raises TooManyDataLinks past DATA_LINKS_PER_HOUR (the refused hit

@@ -12,29 +12,24 @@ one at a time through the transport the caller hands in, after its commit.
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.policy import SMTP, SMTPUTF8
-from email.utils import format_datetime, make_msgid
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from service import subscriptions, tokens, translations
-from service.addresses import for_sending, normalise
+from service import tokens, translations
+from service.addresses import normalise
+from service.audience import subscriptions
 from service.config import Settings
-from service.dispatch import Transport
-from service.mail.mime import mailbox
-from service.mail.transport import DeliveryError
+from service.mail import links, notices
+from service.mail.notices import Notice
+from service.mail.transport import DeliveryError, Transport
 from service.models import (
     Newsletter,
     SubscriberStatus,
@@ -44,7 +39,7 @@ from service.models import (
     SuppressionReason,
     utcnow,
 )
-from service.text import one_line, person_name
+from service.text import person_name
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +61,6 @@ _LIFTED_BY_CONFIRMATION = (
     SuppressionReason.COMPLAINT,
     SuppressionReason.ERASED,
 )
-
-
-class Notice(enum.Enum):
-    """The transactional messages of signup; values name the template folders."""
-
-    CONFIRM = "confirm-subscription"
-    ALREADY_SUBSCRIBED = "already-subscribed"
-    DATA_EXPORT = "data-export"
-    DATA_ERASE = "data-erase"
 
 
 # The notices that answer a signup: they take the subscription's resend slot.
@@ -291,38 +277,6 @@ def confirm(session: Session, subscription: Subscription, *, now: datetime | Non
     return changed
 
 
-@dataclass(frozen=True)
-class RenderedNotice:
-    """A transactional message rendered from its template folder."""
-
-    subject: str
-    text: str
-    html: str
-
-
-@lru_cache(maxsize=4)
-def _environment(templates_path: Path) -> Environment:
-    return Environment(
-        loader=FileSystemLoader(str(templates_path)),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
-def render_notice(templates_path: Path, notice: Notice, context: dict[str, Any]) -> RenderedNotice:
-    """Render subject, text and HTML of a notice (pure: data in, strings out)."""
-    env = _environment(templates_path)
-    folder = notice.value
-    subject = env.get_template(f"{folder}/subject.txt").render(context)
-    return RenderedNotice(
-        subject=" ".join(subject.split()),
-        text=env.get_template(f"{folder}/body.txt").render(context).strip() + "\n",
-        html=env.get_template(f"{folder}/body.html").render(context),
-    )
-
-
 def notice_context(
     subscription: Subscription,
     settings: Settings,
@@ -337,10 +291,16 @@ def notice_context(
     lang = translations.language_of(subscriber.locale) or newsletter.language
     _ = translations.translator(lang)
     urls = {
-        "confirm": f"{base}/n/{newsletter.slug}/confirm/"
-        + confirmation_token(settings.secret_key, subscription.id, now),
-        "preferences": f"{base}/p/" + preferences_token(settings.secret_key, subscriber.id),
-        "signup": f"{base}/n/{newsletter.slug}/subscribe",
+        "confirm": links.url(
+            base,
+            "confirm",
+            slug=newsletter.slug,
+            token=confirmation_token(settings.secret_key, subscription.id, now),
+        ),
+        "preferences": links.url(
+            base, "preferences", token=preferences_token(settings.secret_key, subscriber.id)
+        ),
+        "signup": links.url(base, "subscribe", slug=newsletter.slug),
     }
     purpose = DATA_NOTICES.get(notice) if notice is not None else None
     if purpose is not None:  # only the notice that carries a data link gets one minted
@@ -348,8 +308,8 @@ def notice_context(
         token = data_link_token(
             settings.secret_key, purpose, subscriber.id, subscriber.email, issued
         )
-        action = "export.json" if purpose == EXPORT_PURPOSE else "erase"
-        urls["data"] = f"{base}/d/{token}/{action}"
+        route = "data_export" if purpose == EXPORT_PURPOSE else "data_erase"
+        urls["data"] = links.url(base, route, token=token)
     return {
         "lang": lang,
         "_": _,
@@ -372,24 +332,16 @@ def build_message(
     """The notice as a multipart/alternative message to the subscriber."""
     now = now or utcnow()
     newsletter, subscriber = subscription.newsletter, subscription.subscriber
-    rendered = render_notice(
+    rendered = notices.render(
         settings.email_templates_path, notice, notice_context(subscription, settings, now, notice)
     )
-    sender = for_sending(newsletter.sender_email)
-    message = EmailMessage()
-    # mime.mailbox writes the names as encoded words, so no name can break a header.
-    message["From"] = mailbox(one_line(newsletter.sender_name, limit=200), sender)
-    message["To"] = mailbox(one_line(subscriber.name, limit=200), for_sending(subscriber.email))
-    message["Subject"] = one_line(rendered.subject, limit=998)
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid("notice", domain=sender.rpartition("@")[2])
-    if newsletter.reply_to:
-        message["Reply-To"] = for_sending(newsletter.reply_to)
-    # RFC 3834: no vacation auto-replies to a message no human typed.
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(rendered.text)
-    message.add_alternative(rendered.html, subtype="html")
-    return message
+    return notices.build(
+        rendered,
+        sender=notices.Party(newsletter.sender_name, newsletter.sender_email),
+        recipient=notices.Party(subscriber.name, subscriber.email),
+        reply_to=newsletter.reply_to,
+        now=now,
+    )
 
 
 def send_notice(
@@ -406,17 +358,15 @@ def send_notice(
     The signup itself is already committed by the caller, so a relay outage
     loses nothing: the reader asks again and gets a new link. Only the notices
     that answer a signup take or free the resend slot; a data link is limited
-    by the preference centre (service.preferences.request_data_link).
+    by the preference centre (service.audience.preferences.request_data_link).
     """
     now = now or utcnow()
     try:
         message = build_message(subscription, notice, settings, now)
-        # A non-ASCII local part can only go out with SMTPUTF8, headers in UTF-8 (RFC 6532).
-        utf8 = not for_sending(subscription.subscriber.email).isascii()
         transport.send(
             subscription.newsletter.sender_email,
             subscription.subscriber.email,
-            message.as_bytes(policy=SMTPUTF8 if utf8 else SMTP),
+            notices.as_bytes(message, subscription.subscriber.email),
         )
     except (DeliveryError, ValueError) as exc:  # ValueError: data stored before the text rule
         log.warning("%s for subscription %s not sent: %s", notice.value, subscription.id, exc)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import subscriptions
+from service.audience import subscriptions
 from service.models import Delivery, Edition, Event, EventKind, Subscription
 
 

@@ -19,17 +19,19 @@ from typing import Any, Protocol
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import deliveries, sending
+from service.audience.subscriptions import record_hard_bounce
 from service.config import Settings
-from service.mail.mime import DkimKey, Envelope, PreparedEdition, personalise, prepare
+from service.mail import dkim
+from service.mail.mime import Envelope, PreparedEdition, personalise, prepare
 from service.mail.transport import (
     PermanentFailure,
     RelayUnavailable,
     SmtpTransport,
     TemporaryFailure,
+    Transport,
 )
 from service.models import DeliveryStatus, Edition, EditionStatus, utcnow
-from service.subscriptions import record_hard_bounce
+from service.sending import controls, outbox
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +43,6 @@ RETRY_MAX_SECONDS = 3600.0
 # taken) give the claimed rows back instead of holding them: beat hands them out again.
 RATE_PATIENCE_SECONDS = 30.0
 CONNECTION_PATIENCE_SECONDS = 5.0
-
-
-class Transport(Protocol):
-    """What the send loop needs from an SMTP transport."""
-
-    def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class RateLimiter(Protocol):
@@ -110,13 +104,8 @@ def worker_name() -> str:
 def prepare_edition(edition: Edition, settings: Settings) -> PreparedEdition:
     """Per-edition MIME work, from the frozen rendering."""
     if edition.rendered_html is None or edition.rendered_text is None:
-        raise deliveries.SendError(f"edition {edition.id} has not been rendered")
+        raise outbox.SendError(f"edition {edition.id} has not been rendered")
     newsletter = edition.newsletter
-    dkim = None
-    if settings.dkim_selector and settings.dkim_domain and settings.dkim_private_key_path:
-        dkim = DkimKey.load(
-            settings.dkim_selector, settings.dkim_domain, settings.dkim_private_key_path
-        )
     return prepare(
         edition_id=edition.id,
         newsletter_slug=newsletter.slug,
@@ -131,7 +120,7 @@ def prepare_edition(edition: Edition, settings: Settings) -> PreparedEdition:
         secret=settings.secret_key,
         base_url=settings.base_url,
         bounce_domain=settings.bounce_domain,
-        dkim=dkim,
+        dkim=dkim.key_from(settings),
     )
 
 
@@ -158,7 +147,7 @@ def send_pending(
         except Exception as exc:  # the edition itself cannot be built: no row can go
             log.exception("edition %s: the messages cannot be prepared", edition_id)
             with session.begin():
-                sending.pause(session, edition, f"paused: {_describe(exc)}")
+                controls.pause(session, edition, f"paused: {_describe(exc)}")
             return report
     if connections is not None and not connections.acquire(CONNECTION_PATIENCE_SECONDS):
         report.throttled = True  # every connection slot is busy sending: nothing claimed
@@ -173,7 +162,7 @@ def send_pending(
                 edition = session.get(Edition, edition_id)
                 if edition is None or edition.status != EditionStatus.SENDING:
                     break  # paused or cancelled: leave the rest where it is
-                claimed = deliveries.claim(
+                claimed = outbox.claim(
                     session,
                     edition_id,
                     worker,
@@ -197,13 +186,13 @@ def send_pending(
         edition = session.get(Edition, edition_id)
         if edition is not None:
             if report.relay_down:
-                sending.pause_for_relay(session, edition, report.errors[-1])
+                controls.pause_for_relay(session, edition, report.errors[-1])
             elif report.sender_refused and edition.status == EditionStatus.SENDING:
-                sending.pause(
+                controls.pause(
                     session, edition, f"paused: the relay refuses the sender ({report.errors[-1]})"
                 )
             else:
-                deliveries.finish_if_done(session, edition)
+                outbox.finish_if_done(session, edition)
     return report
 
 
@@ -268,7 +257,7 @@ def _send_batch(
     factory: sessionmaker[Session],
     settings: Settings,
     prepared: PreparedEdition,
-    claimed: list[deliveries.Claimed],
+    claimed: list[outbox.Claimed],
     smtp: Transport,
     limiter: RateLimiter | None,
     connections: ConnectionCap | None,
@@ -289,7 +278,7 @@ def _send_batch(
                 ):  # fmt: skip
                     # Stopped: give back what this run has not tried.
                     with marks.begin():
-                        deliveries.release(marks, [c.id for c in claimed[index:]], worker)
+                        outbox.release(marks, [c.id for c in claimed[index:]], worker)
                     return
     finally:
         gate.close()
@@ -299,7 +288,7 @@ def _send_one(
     factory: sessionmaker[Session],
     settings: Settings,
     prepared: PreparedEdition,
-    row: deliveries.Claimed,
+    row: outbox.Claimed,
     smtp: Transport,
     limiter: RateLimiter | None,
     connections: ConnectionCap | None,
@@ -331,7 +320,7 @@ def _send_one(
             return False
         report.skipped += 1
         with marks.begin():
-            deliveries.release(marks, [row.id], worker)
+            outbox.release(marks, [row.id], worker)
         return True
     try:
         _deliver(smtp, envelope, limiter, ticket)
@@ -348,17 +337,17 @@ def _send_one(
             report.errors.append(str(exc))
             return False
         with factory() as session, session.begin():
-            if deliveries.mark_failed(session, row.id, worker, str(exc)):
+            if outbox.mark_failed(session, row.id, worker, str(exc)):
                 if exc.hard_bounce:
                     record_hard_bounce(session, row.email, str(exc), delivery_id=row.id)
             else:
-                deliveries.release(session, [row.id], worker)
+                outbox.release(session, [row.id], worker)
         report.failed += 1
         return True
     except TemporaryFailure as exc:
         report.retried += 1
         with factory() as session, session.begin():
-            if not deliveries.mark_retry(
+            if not outbox.mark_retry(
                 session,
                 row.id,
                 worker,
@@ -367,7 +356,7 @@ def _send_one(
                 max_attempts=settings.max_attempts,
                 delay_seconds=retry_delay(row.attempts),
             ):
-                deliveries.release(session, [row.id], worker)
+                outbox.release(session, [row.id], worker)
         return True
     except Exception as exc:  # whatever else one message raises fails that message alone
         log.warning("delivery %s: the transport failed on it", row.id, exc_info=True)
@@ -375,22 +364,22 @@ def _send_one(
         _fail(factory, row, worker, f"the relay could not take it: {_describe(exc)}", report)
         return True
     with marks.begin():
-        deliveries.mark_sent(marks, row.id, worker, envelope.message_id)
+        outbox.mark_sent(marks, row.id, worker, envelope.message_id)
     report.sent += 1
     return True
 
 
 def _fail(
     factory: sessionmaker[Session],
-    row: deliveries.Claimed,
+    row: outbox.Claimed,
     worker: str,
     reason: str,
     report: BatchReport,
 ) -> None:
     report.failed += 1
     with factory() as session, session.begin():
-        if not deliveries.mark_failed(session, row.id, worker, reason):
-            deliveries.release(session, [row.id], worker)  # cancelled meanwhile
+        if not outbox.mark_failed(session, row.id, worker, reason):
+            outbox.release(session, [row.id], worker)  # cancelled meanwhile
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import sending
-from service.deliveries import SendError
 from service.models import Edition, EditionStatus, Newsletter, utcnow
+from service.sending import controls, lifecycle
+from service.sending.outbox import SendError
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ class ScheduleError(SendError):
 class DueWork:
     """What one sweep found for the workers."""
 
-    started: list[sending.SendStarted]  # scheduled editions whose time came
-    resumed: list[sending.SendStarted]  # editions that paused themselves, resumed
+    started: list[controls.SendStarted]  # scheduled editions whose time came
+    resumed: list[controls.SendStarted]  # editions that paused themselves, resumed
     pending: list[int]  # other sending editions with rows due (retries, expired leases)
     finished: list[int]  # sending editions with nothing left, now marked sent
 
@@ -76,7 +76,7 @@ def schedule(
     now = now or utcnow()
     session.flush()
     session.refresh(edition, with_for_update=True)  # the beat may be starting it right now
-    if edition.status not in (EditionStatus.DRAFT, EditionStatus.SCHEDULED):
+    if not lifecycle.is_editable(edition):
         raise SendError(
             f"edition {edition.number} is {edition.status.value}: it can no longer be scheduled"
         )
@@ -86,9 +86,8 @@ def schedule(
         raise ScheduleError("give the time with its time zone, e.g. 2025-03-29T08:00+01:00")
     elif when < now - PAST_GRACE:
         raise ScheduleError(f"{when.isoformat()} is in the past")
-    edition.status = EditionStatus.SCHEDULED
+    lifecycle.move(edition, EditionStatus.SCHEDULED, detail="")
     edition.scheduled_at = when.astimezone(UTC)
-    edition.status_detail = ""
     session.flush()
     return edition.scheduled_at
 
@@ -99,9 +98,8 @@ def unschedule(session: Session, edition: Edition) -> None:
     session.refresh(edition, with_for_update=True)
     if edition.status != EditionStatus.SCHEDULED:
         raise SendError(f"edition {edition.number} is {edition.status.value}, not scheduled")
-    edition.status = EditionStatus.DRAFT
+    lifecycle.move(edition, EditionStatus.DRAFT, detail="")
     edition.scheduled_at = None
-    edition.status_detail = ""
     session.flush()
 
 
@@ -112,7 +110,7 @@ def start_due(
     templates_path: Path,
     batch_size: int,
     now: datetime | None = None,
-) -> list[sending.SendStarted]:
+) -> list[controls.SendStarted]:
     """Begin sending every scheduled edition whose time has come.
 
     An edition that cannot start (its rendering fails) stays scheduled with the
@@ -130,7 +128,7 @@ def start_due(
         try:
             with session.begin_nested():
                 started.append(
-                    sending.begin(
+                    controls.begin(
                         session,
                         edition,
                         base_url=base_url,
@@ -159,8 +157,8 @@ def sweep(
     started = start_due(
         session, base_url=base_url, templates_path=templates_path, batch_size=batch_size, now=now
     )
-    resumed = sending.resume_due(session, batch_size=batch_size, now=now)
+    resumed = controls.resume_due(session, batch_size=batch_size, now=now)
     handed = {s.edition_id for s in (*started, *resumed)}
-    pending = [i for i in sending.editions_with_work(session, now=now) if i not in handed]
-    finished = sending.finish_done(session, now=now)
+    pending = [i for i in controls.editions_with_work(session, now=now) if i not in handed]
+    finished = controls.finish_done(session, now=now)
     return DueWork(started=started, resumed=resumed, pending=pending, finished=finished)

@@ -1,16 +1,18 @@
-"""Delivery tasks: send an edition's due rows; find due work on a schedule."""
+"""Sending tasks: send an edition's due rows; find due work on a schedule."""
 
 from __future__ import annotations
 
-from service import dispatch, scheduling
+from service import queue
+from service.broker import CeleryQueue
+from service.sending import loop, schedule
 from worker import runtime
 from worker.celery_app import app
 
 
-@app.task(name="hebdo.send_pending")
+@app.task(name=queue.SEND_PENDING)
 def send_pending(edition_id: int) -> dict[str, int]:
     """Send the edition's due rows until none is left to claim."""
-    report = dispatch.send_pending(
+    report = loop.send_pending(
         runtime.sessions(),
         runtime.settings(),
         edition_id,
@@ -20,31 +22,21 @@ def send_pending(edition_id: int) -> dict[str, int]:
     return {"sent": report.sent, "retried": report.retried, "failed": report.failed}
 
 
-@app.task(name="hebdo.dispatch_due")
+@app.task(name=queue.DISPATCH_DUE)
 def dispatch_due() -> list[int]:
     """Start, resume and finish editions from the database, and hand their rows to workers."""
     settings = runtime.settings()
     with runtime.sessions()() as session, session.begin():
-        work = scheduling.sweep(
+        work = schedule.sweep(
             session,
             base_url=settings.base_url,
             templates_path=settings.email_templates_path,
             batch_size=settings.batch_size,
         )
     # Enqueued after the commit, so a worker never looks for rows it cannot see yet.
+    workers = CeleryQueue(settings.broker_url)
     for started in (*work.started, *work.resumed):
-        enqueue_send(settings.broker_url, started.edition_id, started.batches)
+        workers.send_edition(started.edition_id, started.batches)
     for edition_id in work.pending:
         send_pending.delay(edition_id)
     return [s.edition_id for s in (*work.started, *work.resumed)] + work.pending
-
-
-def enqueue_send(broker_url: str, edition_id: int, batches: int, workers: int = 4) -> None:
-    """Hand an edition to the workers: one task per worker slot, each loops over batches.
-
-    The broker comes from the caller's settings, so a door never depends on how
-    this process's Celery app happened to be configured first.
-    """
-    with app.connection_for_write(broker_url) as connection:
-        for _ in range(max(1, min(batches, workers))):
-            send_pending.apply_async((edition_id,), connection=connection)

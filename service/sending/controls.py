@@ -16,9 +16,10 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import deliveries, editions
 from service.db import affected_rows
+from service.editions import store
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, utcnow
+from service.sending import lifecycle, outbox
 
 # After a relay outage the send tries again after the outage's length so far,
 # within these bounds: 30 s, 30 s, 60 s, 120 s … up to 5 minutes.
@@ -34,7 +35,7 @@ SETTLE_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class SendStarted:
-    """What begin() did: rows added to the outbox and batches to hand to workers."""
+    """What begin() or resume() did: rows left in the outbox and batches to hand to workers."""
 
     edition_id: int
     recipients: int
@@ -45,7 +46,7 @@ class SendStarted:
 class Settled:
     """The counts after a pause or cancel, once no worker holds any of the rows."""
 
-    progress: deliveries.Progress
+    progress: outbox.Progress
     in_flight: int  # rows a worker still held at the deadline (0: the counts are final)
 
 
@@ -74,12 +75,12 @@ def begin(
     now: datetime | None = None,
 ) -> SendStarted:
     """Freeze the rendering (once) and snapshot the recipients into the outbox."""
-    if edition.status in (EditionStatus.SENT, EditionStatus.CANCELLED):
-        raise deliveries.SendError(f"edition {edition.number} is already {edition.status.value}")
+    if edition.status in lifecycle.FINAL:
+        raise outbox.SendError(f"edition {edition.number} is already {edition.status.value}")
     if edition.rendered_html is None:
-        editions.freeze(session, edition, base_url=base_url, templates_path=templates_path)
-    deliveries.start(session, edition, now=now)
-    remaining = deliveries.progress(session, edition.id).remaining
+        store.freeze(session, edition, base_url=base_url, templates_path=templates_path)
+    outbox.start(session, edition, now=now)
+    remaining = outbox.progress(session, edition.id).remaining
     return SendStarted(edition.id, remaining, _batches(remaining, batch_size))
 
 
@@ -94,9 +95,8 @@ def pause(session: Session, edition: Edition, reason: str = "paused by an editor
     """
     _lock(session, edition)
     if edition.status not in (EditionStatus.SENDING, EditionStatus.PAUSED):
-        raise deliveries.SendError(f"only a sending edition can be paused ({edition.status.value})")
-    edition.status = EditionStatus.PAUSED
-    edition.status_detail = reason
+        raise outbox.SendError(f"only a sending edition can be paused ({edition.status.value})")
+    lifecycle.move(edition, EditionStatus.PAUSED, detail=reason)
     edition.resume_at = None
     session.flush()
 
@@ -128,26 +128,30 @@ def pause_for_relay(
     marks = [t for t in (last_sent, edition.send_started_at) if t is not None]
     outage = (now - max(marks)).total_seconds() if marks else 0.0
     wait = min(max_seconds, max(min_seconds, outage))
-    edition.status = EditionStatus.PAUSED
-    edition.resume_at = now + timedelta(seconds=wait)
-    edition.status_detail = (
-        f"paused: SMTP relay unavailable ({error}); "
-        f"trying again at {edition.resume_at.isoformat(timespec='seconds')}"
+    resume_at = now + timedelta(seconds=wait)
+    lifecycle.move(
+        edition,
+        EditionStatus.PAUSED,
+        detail=(
+            f"paused: SMTP relay unavailable ({error}); "
+            f"trying again at {resume_at.isoformat(timespec='seconds')}"
+        ),
     )
+    edition.resume_at = resume_at
     session.flush()
     return True
 
 
-def resume(session: Session, edition: Edition) -> int:
-    """Continue a paused send where it stopped; return the rows left."""
+def resume(session: Session, edition: Edition, *, batch_size: int) -> SendStarted:
+    """Continue a paused send where it stopped; what is left, like begin()."""
     _lock(session, edition)
     if edition.status != EditionStatus.PAUSED:
-        raise deliveries.SendError(f"only a paused edition can be resumed ({edition.status.value})")
-    edition.status = EditionStatus.SENDING
-    edition.status_detail = ""
+        raise outbox.SendError(f"only a paused edition can be resumed ({edition.status.value})")
+    lifecycle.move(edition, EditionStatus.SENDING, detail="")
     edition.resume_at = None
     session.flush()
-    return deliveries.progress(session, edition.id).remaining
+    remaining = outbox.progress(session, edition.id).remaining
+    return SendStarted(edition.id, remaining, _batches(remaining, batch_size))
 
 
 def resume_due(
@@ -165,18 +169,14 @@ def resume_due(
         .order_by(Edition.id)
         .with_for_update(skip_locked=True)
     ).all()
-    resumed = []
-    for edition in due:
-        remaining = resume(session, edition)
-        resumed.append(SendStarted(edition.id, remaining, _batches(remaining, batch_size)))
-    return resumed
+    return [resume(session, edition, batch_size=batch_size) for edition in due]
 
 
 def cancel(session: Session, edition: Edition, now: datetime | None = None) -> int:
     """Cancel every row not yet sent; return how many were cancelled."""
     _lock(session, edition)
-    if edition.status in (EditionStatus.SENT, EditionStatus.CANCELLED):
-        raise deliveries.SendError(f"edition {edition.number} is already {edition.status.value}")
+    if edition.status in lifecycle.FINAL:
+        raise outbox.SendError(f"edition {edition.number} is already {edition.status.value}")
     result = session.execute(
         update(Delivery)
         .where(
@@ -186,8 +186,8 @@ def cancel(session: Session, edition: Edition, now: datetime | None = None) -> i
         .values(status=DeliveryStatus.CANCELLED, last_error="edition cancelled")
         .execution_options(synchronize_session=False)
     )
-    edition.status = EditionStatus.CANCELLED
-    edition.status_detail = f"cancelled at {(now or utcnow()).isoformat(timespec='seconds')}"
+    cancelled_at = (now or utcnow()).isoformat(timespec="seconds")
+    lifecycle.move(edition, EditionStatus.CANCELLED, detail=f"cancelled at {cancelled_at}")
     edition.resume_at = None
     session.flush()
     return affected_rows(result)
@@ -210,8 +210,8 @@ def settle(
     deadline = time.monotonic() + timeout
     while True:
         with factory() as session:
-            held = deliveries.in_flight(session, edition_id)
-            progress = deliveries.progress(session, edition_id)
+            held = outbox.in_flight(session, edition_id)
+            progress = outbox.progress(session, edition_id)
         if held == 0 or time.monotonic() >= deadline:
             return Settled(progress, held)
         time.sleep(poll)
@@ -243,7 +243,7 @@ def finish_done(session: Session, now: datetime | None = None) -> list[int]:
     done = session.scalars(
         select(Edition).where(Edition.status == EditionStatus.SENDING, ~unfinished.exists())
     ).all()
-    return [e.id for e in done if deliveries.finish_if_done(session, e, now=now)]
+    return [e.id for e in done if outbox.finish_if_done(session, e, now=now)]
 
 
 def estimate(session: Session, edition: Edition, now: datetime | None = None) -> Estimate:
@@ -261,7 +261,7 @@ def estimate(session: Session, edition: Edition, now: datetime | None = None) ->
     )
     span = (now - window_start).total_seconds()
     rate = (recent or 0) / span if span > 0 else 0.0
-    remaining = deliveries.progress(session, edition.id).remaining
+    remaining = outbox.progress(session, edition.id).remaining
     if remaining == 0:
         return Estimate(rate, 0.0)
     return Estimate(rate, remaining / rate if rate > 0 else None)

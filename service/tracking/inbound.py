@@ -21,7 +21,8 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import subscriptions, tokens, tracking
+from service import tokens
+from service.audience import subscriptions
 from service.mail.mime import BOUNCE_PURPOSE, DELIVERY_PURPOSE, UNSUBSCRIBE_PURPOSE
 from service.mail.transport import enhanced_status, mailbox_is_bad
 from service.models import (
@@ -33,6 +34,7 @@ from service.models import (
     SuppressionReason,
 )
 from service.numbers import int_or_none
+from service.tracking import events
 
 Kind = Literal["hard_bounce", "soft_bounce", "complaint", "unsubscribe", "ignored"]
 
@@ -64,11 +66,11 @@ def process_message(
     except tokens.BadToken as exc:
         return InboundResult("ignored", None, f"{prefix}+ address with a bad token ({exc})")
     try:
-        ref = tracking.lookup(session, delivery_id)
-    except tracking.UnknownDelivery:
+        ref = events.lookup(session, delivery_id)
+    except events.UnknownDelivery:
         return InboundResult("ignored", delivery_id, "no such delivery")
     if prefix == "unsubscribe":
-        changed = tracking.unsubscribe(session, delivery_id, reason="mailto unsubscribe")
+        changed = events.unsubscribe(session, delivery_id, reason="mailto unsubscribe")
         return InboundResult(
             "unsubscribe", delivery_id, "unsubscribed" if changed else "already unsubscribed"
         )
@@ -112,7 +114,7 @@ def _recipient_fields(report: Message) -> Iterator[Message]:
     yield from (g for g in groups if isinstance(g, Message) and g.get("Action"))
 
 
-def _bounce(session: Session, ref: tracking.DeliveryRef, report: Message) -> InboundResult:
+def _bounce(session: Session, ref: events.DeliveryRef, report: Message) -> InboundResult:
     soft: str | None = None
     for fields in _recipient_fields(report):
         action = str(fields.get("Action", "")).strip().lower()
@@ -149,7 +151,7 @@ def _feedback_type(message: Message) -> str:
     return str(value or "abuse").strip().lower()
 
 
-def _complaint(session: Session, ref: tracking.DeliveryRef, feedback_type: str) -> InboundResult:
+def _complaint(session: Session, ref: events.DeliveryRef, feedback_type: str) -> InboundResult:
     email_address = session.scalar(select(Delivery.email).where(Delivery.id == ref.delivery_id))
     assert email_address is not None  # lookup() found the row
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email_address))
@@ -162,7 +164,7 @@ def _complaint(session: Session, ref: tracking.DeliveryRef, feedback_type: str) 
 
 
 def _event(
-    session: Session, ref: tracking.DeliveryRef, kind: EventKind, value: str, detail: str
+    session: Session, ref: events.DeliveryRef, kind: EventKind, value: str, detail: str
 ) -> None:
     session.add(
         Event(

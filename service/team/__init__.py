@@ -1,0 +1,6 @@
+"""The team: the editors who run the newsletters.
+
+Owns editor accounts, logins, their rate limit and sessions (editors.py). May import
+the shared rules at the top of `service` and `service.models`; never flask, werkzeug,
+celery, kombu nor `worker`.
+"""

@@ -1,0 +1,6 @@
+"""Tooling around the service, outside the domain rules.
+
+The local SMTP sink (sink.py), the demo's sample data (demo.py) and the Alembic
+upgrade (migrate.py). Used by the CLI, the tests and the benchmarks; may import
+anything in `service` except the doors (web, cli).
+"""
