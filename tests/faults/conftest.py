@@ -73,7 +73,7 @@ def table_text(rows: list[dict[str, object]]) -> str:
         if n == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     notes = [f"- {row['fault']} ({row['stack']}): {row['note']}" for row in rows if row["note"]]
-    return "\n".join(out + ([""] + notes if notes else []))
+    return "\n".join(out + (["", *notes] if notes else []))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -82,8 +82,7 @@ def seed(sessions: sessionmaker[Session], count: int = READERS) -> int:
     with sessions() as session, session.begin():
         letter = factories.newsletter(session)
         _bulk_readers(session, letter, count)
-        edition_id = factories.edition(session, letter).id
-    return edition_id
+        return factories.edition(session, letter).id
 
 
 def _bulk_readers(session: Session, letter: Newsletter, count: int) -> None:
