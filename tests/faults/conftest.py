@@ -32,8 +32,9 @@ _COLUMNS = (
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Each run prints its own rows only.
-    TABLE_PATH.unlink(missing_ok=True)
+    # Each run prints its own rows only (xdist's workers append to the controller's file).
+    if not hasattr(config, "workerinput"):
+        TABLE_PATH.unlink(missing_ok=True)
 
 
 @pytest.fixture
