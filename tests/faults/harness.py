@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -220,6 +221,29 @@ def wait_progress(sessions: sessionmaker[Session], edition_id: int, share: float
         lambda: count(sessions, edition_id, DeliveryStatus.SENT) >= share * (total or 0),
         120,
     )
+
+
+def wait_holding(sessions: sessionmaker[Session], edition_id: int, worker: WorkerProcess) -> int:
+    """Wait until the worker's pool holds claimed rows of the edition; how many."""
+    names = {f"{socket.gethostname()}:{pid}" for pid in worker.child_pids()}
+
+    def held() -> int:
+        with sessions() as session:
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(Delivery)
+                    .where(
+                        Delivery.edition_id == edition_id,
+                        Delivery.status == DeliveryStatus.SENDING,
+                        Delivery.claimed_by.in_(names),
+                    )
+                )
+                or 0
+            )
+
+    wait_until(f"worker {worker.name} holding rows", lambda: held() > 0, 60)
+    return held()
 
 
 def tally(
