@@ -21,6 +21,7 @@ from service.migrate import upgrade
 from service.models import DeliveryStatus, EditionStatus
 from service.sink import maildir_files
 from tests.faults.harness import (
+    READERS,
     count,
     edition_status,
     hebdo,
@@ -105,6 +106,8 @@ def test_disk_full_under_the_database_broker_and_sink(
             "SMTP_URL": sink.url,
             "HEBDO_LEASE_SECONDS": "5",
             "HEBDO_BATCH_SIZE": "20",
+            # Slow enough that most readers are still to send when the disk fills.
+            "HEBDO_RATE_PER_SECOND": "20",
             "DATABASE_URL": f"sqlite:///{instance / 'hebdo.sqlite'}",
             "CELERY_BROKER_URL": f"sqla+sqlite:///{instance / 'broker.sqlite'}",
         }
@@ -119,6 +122,7 @@ def test_disk_full_under_the_database_broker_and_sink(
                 wait_progress(sessions, edition_id, 0.3)
                 filler = _fill(small_disk)
                 full = time.monotonic()
+                unsent_at_fault = READERS - count(sessions, edition_id, DeliveryStatus.SENT)
                 time.sleep(DISK_FULL_FOR)
                 failed_while_full = count(sessions, edition_id, DeliveryStatus.FAILED)
                 filler.unlink()  # the operator frees space
@@ -144,10 +148,12 @@ def test_disk_full_under_the_database_broker_and_sink(
                 edition_id,
                 _received(maildir),
                 recover_seconds=recovered,
-                note=f"the sink answers 452 while full; workers exited {restarted} times and"
-                " were restarted, as a supervisor would",
+                note=f"{unsent_at_fault} readers still to send when it filled; the sink answers"
+                f" 452 while full; workers exited {restarted} times and were restarted, as a"
+                " supervisor would",
             )
         finally:
             engine.dispose()
     row.assert_holds()
     assert failed_while_full == 0
+    assert unsent_at_fault > 0, "the send was over before the disk filled: the row proves nothing"
