@@ -7,13 +7,17 @@ PYTEST_ARGS ?=
 # The suite keeps at least this share of service/ and worker/ lines covered (in-process runs only).
 COVERAGE_FLOOR ?= 90
 
-.PHONY: install demo test lint typecheck bench clean \
+.PHONY: install demo test faults lock audit lint typecheck bench clean \
 	messages messages-extract messages-update messages-compile
 
-$(VENV)/.installed: pyproject.toml
+# pyproject.toml says which versions work (lower bounds); requirements.lock pins the exact
+# versions installed and audited (README, "Dependencies").
+LOCK ?= requirements.lock
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c $(LOCK) -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,6 +29,35 @@ demo: install
 ## make test: install, lint, type-check and run the whole suite (SQLite and PostgreSQL, Redis, Chromium)
 test: install lint typecheck
 	$(PY) -m pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
+
+## make faults: the fault table (tests/faults): servers die, restart or misbehave, and
+## nobody is lost; prints one table and fails if a row lost a reader (README, "Guarantees")
+FAULT_WORKERS ?= 3
+faults: install
+	$(PY) -m pytest -m faults tests/faults -n $(FAULT_WORKERS) --dist load $(PYTEST_ARGS)
+
+## make lock: re-pin every dependency to the newest versions pyproject.toml allows
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q --upgrade pip
+	.venv-lock/bin/python -m pip install -q -e '.[test]'
+	{ sed -n '1,2p' $(LOCK); .venv-lock/bin/python -m pip freeze --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .venv-lock
+
+## make audit: known vulnerabilities of the pinned dependencies (PyPI's advisory data).
+## --strict fails when a package could not be checked; AUDIT_STRICT= to only warn.
+AUDIT_STRICT ?= --strict
+AUDIT_VENV   := .venv-audit
+$(AUDIT_VENV)/.installed:
+	$(PYTHON) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/python -m pip install -q pip-audit==2.10.1
+	touch $@
+
+audit: $(AUDIT_VENV)/.installed
+	$(AUDIT_VENV)/bin/pip-audit --requirement $(LOCK) --no-deps --disable-pip \
+		--progress-spinner off $(AUDIT_STRICT)
 
 lint: install
 	$(PY) -m ruff check .
@@ -59,4 +92,4 @@ messages-compile: install
 	$(PYBABEL) compile -d $(TRANSLATIONS) -D messages --statistics
 
 clean:
-	rm -rf $(VENV) instance test-artifacts *.egg-info
+	rm -rf $(VENV) $(AUDIT_VENV) instance test-artifacts *.egg-info

@@ -394,7 +394,13 @@ def _deliver(
         smtp.send(envelope.mail_from, envelope.rcpt_to, envelope.data)
     finally:
         if limiter is not None and ticket is not None:
-            limiter.done(ticket)
+            try:
+                limiter.done(ticket)
+            except Exception:
+                # The relay's answer decides the message's fate: a limiter that cannot be
+                # told (Redis down) must not turn an accepted message into a failed row.
+                # Its in-flight entry expires by itself (ratelimit.IN_FLIGHT_SECONDS).
+                log.warning("the rate limiter could not be told a message is done", exc_info=True)
 
 
 def _now() -> datetime:

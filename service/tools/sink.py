@@ -69,6 +69,9 @@ class MaildirSink:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)  # a half-written file is no delivery
+            raise
         finally:
             os.close(fd)
         os.rename(tmp_path, self.maildir / "new" / key)
@@ -82,7 +85,12 @@ class MaildirSink:
         # aiosmtpd reports the null reverse-path of bounces as "<>" itself.
         mail_from = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         for rcpt in envelope.rcpt_tos:
-            self.deliver(mail_from, rcpt, content)
+            try:
+                self.deliver(mail_from, rcpt, content)
+            except OSError as error:
+                # A full disk is temporary: 452 makes the sender keep the message and try
+                # again, where aiosmtpd's default 500 would fail it for good.
+                return f"452 4.3.1 Insufficient system storage ({error.strerror or error})"
         return "250 2.0.0 Message accepted for delivery"
 
 

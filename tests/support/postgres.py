@@ -126,6 +126,25 @@ class PostgresCluster:
         finally:
             self._remove_base()
 
+    # Faults (tests/faults): the same cluster stops and starts again, data kept.
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server process (pg_ctl -m fast|immediate) and keep its data and port."""
+        bindir = self._bindir or find_postgres_bindir()
+        self._run(
+            [str(bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"],
+            "pg_ctl stop",
+        )
+
+    def start_server(self) -> None:
+        """Start the stopped server again on the same port."""
+        bindir = self._bindir or find_postgres_bindir()
+        requested, self._requested_port = self._requested_port, self.port
+        try:
+            self._start_server(bindir)
+        finally:
+            self._requested_port = requested
+
     def create_database(self, name: str, template: str | None = None) -> str:
         """Create a database (optionally copied from a template) and return its URL."""
         statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -75,6 +77,32 @@ class RedisServer:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
+    # Faults (tests/faults): the same server goes away and comes back on its port.
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash); its port and folder stay for start_again()."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+    def start_again(self) -> None:
+        """Start a stopped server again on the same port (empty: no persistence)."""
+        binary = shutil.which(self._executable)
+        if binary is None or self._workdir is None or self.process is not None:
+            raise RuntimeError("RedisServer.start_again() needs a started, then killed, server")
+        self._start(binary, port=self.port)
+
+    def pause(self) -> None:
+        """SIGSTOP: the port still accepts connections but nothing answers."""
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGCONT)
+
     def __enter__(self) -> RedisServer:
         self.start()
         return self
@@ -87,11 +115,11 @@ class RedisServer:
     ) -> None:
         self.stop()
 
-    def _start(self, binary: str) -> None:
+    def _start(self, binary: str, port: int | None = None) -> None:
         assert self._workdir is not None
         log_path = self._workdir / "redis.log"
         for _attempt in range(_START_ATTEMPTS):
-            self.port = free_port()
+            self.port = port or free_port()
             command = [
                 binary,
                 "--port",
@@ -126,7 +154,7 @@ class RedisServer:
                 )
             output = log_path.read_text(errors="replace")
             # Another process may have taken the free port in between: pick another one.
-            if "address already in use" not in output.lower():
+            if "address already in use" not in output.lower() or port:
                 raise RuntimeError(
                     f"redis-server exited with status {process.returncode}: "
                     f"{' '.join(command)}\n{output}"
