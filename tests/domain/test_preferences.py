@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -133,7 +133,7 @@ def test_pause_skips_editions_until_it_ends(
         preferences.pause(session, paused, 0)
     edition = factories.edition(session, letter)
 
-    def recipients(at: object) -> list[str]:
+    def recipients(at: datetime) -> list[str]:
         return [r.email for r in session.execute(outbox.recipients_query(edition, at))]
 
     assert recipients(now + timedelta(days=1)) == [other.email]

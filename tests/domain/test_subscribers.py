@@ -3,6 +3,8 @@ on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
@@ -87,7 +89,7 @@ def test_filters_by_newsletter_status_subscriber_state_and_tag(
         select(Subscription.newsletter_id).where(Subscription.subscriber_id == people["amelie"].id)
     )
 
-    def emails(**kwargs: object) -> set[str]:
+    def emails(**kwargs: Any) -> set[str]:
         return set(_emails(subscribers.search(session, SubscriberFilter(**kwargs))))
 
     assert emails(newsletter_id=lettre_id) == {

@@ -50,4 +50,6 @@ def test_cli_creates_imports_loads_and_sends_through_a_worker(
         "ada@example.org", "bob@example.org", "chloe@example.org",
     ]  # fmt: skip
     chloe = smtp_server.messages_for("chloe@example.org")[0].parsed()
-    assert "Bonjour Chloé," in chloe.get_body(("plain",)).get_content()
+    text_part = chloe.get_body(("plain",))
+    assert text_part is not None
+    assert "Bonjour Chloé," in text_part.get_content()

@@ -52,10 +52,10 @@ def test_edition_reaches_each_of_50_readers_once_through_a_real_worker(
 
         # The task runs again (and the snapshot is taken again): nothing more goes out.
         with sessions() as session, session.begin():
-            edition = session.get(Edition, edition_id)
-            assert edition is not None
+            current = session.get(Edition, edition_id)
+            assert current is not None
             with pytest.raises(outbox.SendError):
-                factories.begin_sending(session, settings, edition, batch_size=20)
+                factories.begin_sending(session, settings, current, batch_size=20)
         enqueue_send(settings, edition_id, copies=2)
         time.sleep(3)
 
@@ -86,8 +86,11 @@ def test_edition_reaches_each_of_50_readers_once_through_a_real_worker(
         assert parsed["List-Id"].endswith("<lettre.hebdo.test>")
 
         # The greeting and the unsubscribe link are this reader's own.
-        html = parsed.get_body(("html",)).get_content()
-        text = parsed.get_body(("plain",)).get_content()
+        html_part, text_part = parsed.get_body(("html",)), parsed.get_body(("plain",))
+        assert html_part is not None
+        assert text_part is not None
+        html = html_part.get_content()
+        text = text_part.get_content()
         assert f"Bonjour {names[rcpt]}," in html
         assert f"Bonjour {names[rcpt]}," in text
         https, mailto = re.findall(r"<([^>]+)>", parsed["List-Unsubscribe"])

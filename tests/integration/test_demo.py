@@ -33,7 +33,9 @@ def test_demo_once_delivers_the_sample_edition_with_links_to_its_own_server(
     assert len(files) == 8
     for path in files:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        html = message.get_body(("html",)).get_content()
+        html_part = message.get_body(("html",))
+        assert html_part is not None
+        html = html_part.get_content()
         links = re.findall(r'href="(http://127\.0\.0\.1:\d+/[^"]+)"', html)
         assert links, "the demo mail links to the demo server"
         assert {link.split("/")[2] for link in links} == {f"127.0.0.1:{port}"}

@@ -176,10 +176,11 @@ def test_451_recipients_are_retried_with_backoff_and_finally_sent(
     assert (report.sent, report.retried) == (0, 2)
     rows = _rows(sessions, edition_id)
     for address in greylisted:
-        assert rows[address].attempts == 2
-        assert rows[address].next_attempt_at is not None
+        row = rows[address]
+        assert row.attempts == 2
+        assert row.next_attempt_at is not None
         # The second wait is about twice the first.
-        assert 55 < (rows[address].next_attempt_at - utcnow()).total_seconds() <= 120
+        assert 55 < (row.next_attempt_at - utcnow()).total_seconds() <= 120
 
     _retries_due_now(sessions, edition_id)
     report = loop.send_pending(sessions, settings, edition_id)
@@ -419,9 +420,9 @@ def test_pause_and_cancel_stop_the_loop_at_the_next_message(
     assert _sweep(sessions, settings, now=utcnow() + timedelta(days=1)) == []
 
     with sessions() as session, session.begin():
-        edition = session.get(Edition, edition_id)
-        assert edition is not None
-        assert controls.resume(session, edition, batch_size=500).recipients == readers - sent
+        current = session.get(Edition, edition_id)
+        assert current is not None
+        assert controls.resume(session, current, batch_size=500).recipients == readers - sent
     report = loop.send_pending(sessions, settings, edition_id)
 
     assert report.sent == readers - sent
@@ -453,9 +454,9 @@ def test_a_relay_refusing_our_sender_pauses_the_send_instead_of_failing_everyone
 
     smtp_server.sender_response = None
     with sessions() as session, session.begin():
-        edition = session.get(Edition, edition_id)
-        assert edition is not None
-        controls.resume(session, edition, batch_size=500)
+        current = session.get(Edition, edition_id)
+        assert current is not None
+        controls.resume(session, current, batch_size=500)
     loop.send_pending(sessions, settings, edition_id)
     assert _edition(sessions, edition_id).status == EditionStatus.SENT
     assert len(smtp_server.messages) == READERS

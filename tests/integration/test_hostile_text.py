@@ -131,7 +131,9 @@ def test_a_line_break_in_a_signup_name_never_injects_a_header(
     assert parsed["X-Injected"] is None
     assert parsed["To"].addresses[0].display_name == "Jeanne Bcc: x@evil.example X-Injected: yes"
     assert parsed["To"].addresses[0].addr_spec == "jeanne@exemple.fr"
-    text = parsed.get_body(("plain",)).get_content()
+    text_part = parsed.get_body(("plain",))
+    assert text_part is not None
+    text = text_part.get_content()
     assert "Bonjour Jeanne Bcc: x@evil.example X-Injected: yes," in text
     assert _status(sessions, edition_id) is EditionStatus.SENT
 

@@ -109,8 +109,9 @@ def test_every_other_reader_gets_the_edition_once_and_the_edition_ends_sent(
             assert received[address] == 1, kind
         outcomes[kind] = row.status
     assert outcomes["refused by the relay"] == DeliveryStatus.FAILED
-    assert rows[REFUSED].last_error is not None
-    assert "550" in rows[REFUSED].last_error
+    refused_error = rows[REFUSED].last_error
+    assert refused_error is not None
+    assert "550" in refused_error
     # A name with a line break never reaches a header as is.
     assert outcomes["line break in the name"] == DeliveryStatus.FAILED or not any(
         b"\nBcc:" in m.data.split(b"\r\n\r\n", 1)[0] for m in messages

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir, extract_python
 from babel.messages.frontend import parse_mapping_cfg
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MAPPING = ROOT / "babel.cfg"
 
 Msgid = str | tuple[str, str]
+# What an extractor yields: (line, function name, its message or messages, comments).
+Call = tuple[int, str, str | tuple[str | None, ...] | None, list[str]]
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,11 @@ def extract() -> list[Found]:
 
 def _mapping() -> tuple[list[tuple[str, str]], dict[str, dict[str, str]]]:
     with MAPPING.open(encoding="utf-8") as handle:
-        return parse_mapping_cfg(handle, filename=str(MAPPING))
+        # Babel leaves parse_mapping_cfg unannotated.
+        mapping: tuple[list[tuple[str, str]], dict[str, dict[str, str]]] = parse_mapping_cfg(  # type: ignore[no-untyped-call]
+            handle, filename=str(MAPPING)
+        )
+    return mapping
 
 
 def scanned() -> list[tuple[str, str, dict[str, str]]]:
@@ -70,13 +77,24 @@ def non_literal_calls(skip: frozenset[str] = frozenset()) -> list[str]:
     for path, method, options in scanned():
         if path in skip:
             continue
-        extractor = extract_python if method == "python" else babel_extract
         with (ROOT / path).open("rb") as handle:
-            calls = list(extractor(handle, list(DEFAULT_KEYWORDS), [], options))
+            calls = _calls(handle, method, options)
         for line, name, messages, _comments in calls:
             args = messages if isinstance(messages, tuple) else (messages,)
             spec = DEFAULT_KEYWORDS[name] or (1,)
+            assert isinstance(spec, tuple)  # Babel's defaults give argument positions, no dict
             needed = [i[0] if isinstance(i, tuple) else i for i in spec]
             if any(n > len(args) or not isinstance(args[n - 1], str) for n in needed):
                 problems.append(f"{path}:{line} {name}()")
     return problems
+
+
+def _calls(handle: BinaryIO, method: str, options: dict[str, str]) -> list[Call]:
+    keywords = list(DEFAULT_KEYWORDS)
+    if method != "python":
+        return list(babel_extract(handle, keywords, [], options))
+    # Babel's hints for extract_python are off: it takes any collection of names (its
+    # docstring: "a list of keywords") and a plain options dict, and yields
+    # (line, funcname, message(s), comments) as Jinja's babel_extract does.
+    calls = extract_python(handle, keywords, [], options)  # type: ignore[arg-type]
+    return list(calls)  # type: ignore[arg-type]

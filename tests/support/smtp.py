@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -241,7 +242,7 @@ class RecordingSmtpServer:
         """Stop listening."""
         self.refuse_connections()
 
-    def __enter__(self) -> RecordingSmtpServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

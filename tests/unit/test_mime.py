@@ -6,7 +6,7 @@ import email
 import email.policy
 from datetime import UTC, datetime
 
-from service.mail.mime import message_id, personalise, prepare
+from service.mail.mime import PreparedEdition, message_id, personalise, prepare
 from service.mail.render import GREETING, TOKEN
 
 SUBJECT = "Semaine du 18 au 25 janvier 2025 : l'IA à Davos"
@@ -18,7 +18,7 @@ HTML = (
 TEXT = f"{GREETING}\nSe désabonner : https://x.test/u/{TOKEN}\n" + "Très long paragraphe. " * 40
 
 
-def _prepared():  # type: ignore[no-untyped-def]
+def _prepared() -> PreparedEdition:
     return prepare(
         edition_id=3, newsletter_slug="lettre", newsletter_name="Intelligence & Société",
         language="fr", sender_name="Intelligence & Société",
@@ -39,8 +39,11 @@ def test_message_is_well_formed_and_personal() -> None:
     assert parsed["Date"].datetime == NOW
     assert parsed["Message-ID"] == message_id(prepared, 17) == envelope.message_id
     assert parsed["Precedence"] == "bulk"
-    html = parsed.get_body(("html",)).get_content()
-    text = parsed.get_body(("plain",)).get_content()
+    html_part, text_part = parsed.get_body(("html",)), parsed.get_body(("plain",))
+    assert html_part is not None
+    assert text_part is not None
+    html = html_part.get_content()
+    text = text_part.get_content()
     # The greeting is escaped in HTML, raw in text; no placeholder survives.
     assert "Bonjour Zoé &lt;Müller&gt;," in html
     assert "Bonjour Zoé <Müller>," in text
@@ -60,4 +63,6 @@ def test_message_id_is_deterministic_per_delivery() -> None:
     assert first.message_id == again.message_id != other.message_id
     assert first.mail_from != other.mail_from  # VERP: the envelope names the delivery
     parsed = email.message_from_bytes(first.data, policy=email.policy.strict)
-    assert parsed.get_body(("plain",)).get_content().startswith("Bonjour,")
+    text_part = parsed.get_body(("plain",))
+    assert text_part is not None
+    assert text_part.get_content().startswith("Bonjour,")

@@ -65,8 +65,15 @@ def test_filled_parts_decode_to_the_substituted_text(name: str, hole: str, purpo
     expected_text = text_body.replace(hole, token).replace(GREETING, greeting)
     parsed = email.message_from_bytes(envelope.data, policy=email.policy.strict)
     assert not parsed.defects
-    html_part = parsed.get_body(("html",)).get_payload(decode=True).decode()
-    text_part = parsed.get_body(("plain",)).get_payload(decode=True).decode()
+    html_mime, text_mime = parsed.get_body(("html",)), parsed.get_body(("plain",))
+    assert html_mime is not None
+    assert text_mime is not None
+    html_payload = html_mime.get_payload(decode=True)
+    text_payload = text_mime.get_payload(decode=True)
+    assert isinstance(html_payload, bytes)
+    assert isinstance(text_payload, bytes)
+    html_part = html_payload.decode()
+    text_part = text_payload.decode()
     assert html_part == expected_html.replace("\n", crlf)
     assert text_part == expected_text.replace("\n", crlf)
 

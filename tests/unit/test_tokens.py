@@ -48,7 +48,7 @@ def test_expiring_token_is_refused_once_too_old(monkeypatch: pytest.MonkeyPatch)
     token = tokens.sign_expiring(SECRET, "confirm", 9)
     assert tokens.verify_expiring(SECRET, "confirm", token, 1, max_age_seconds=60) == (9,)
     later = time.time() + 61
-    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    monkeypatch.setattr("service.tokens.time.time", lambda: later)
     with pytest.raises(tokens.BadToken, match="expired"):
         tokens.verify_expiring(SECRET, "confirm", token, 1, max_age_seconds=60)
     with pytest.raises(tokens.ExpiredToken) as expired:

@@ -48,6 +48,7 @@ def _untranslated(catalogue: Catalog, found: Found, message: Message | None) -> 
     if isinstance(found.msgid, tuple):
         if not isinstance(message.id, tuple) or tuple(message.id) != found.msgid:
             return "counted in the code, not in the catalogue (run make messages)"
+        assert message.string is not None  # a counted message always has its forms
         forms = list(message.string)
         if len(forms) != catalogue.num_plurals or not all(forms):
             return f"needs all {catalogue.num_plurals} French forms"
@@ -93,6 +94,7 @@ def test_every_french_translation_keeps_the_fields_of_its_english() -> None:
             continue
         if isinstance(message.id, tuple):
             singular, plural = message.id
+            assert not isinstance(message.string, str)  # a counted message has its forms
             one, *others = message.string
             # The singular may spell out its number ("Un abonné"); every other form shows it.
             if not _fields(one) <= _fields(singular) | _fields(plural) | {"n"}:
@@ -100,8 +102,11 @@ def test_every_french_translation_keeps_the_fields_of_its_english() -> None:
             wrong.extend(
                 f"{plural!r}: {form!r}" for form in others if _fields(form) != _fields(plural)
             )
-        elif _fields(message.string) != _fields(message.id):
-            wrong.append(f"{message.id!r}: {message.string!r}")
+        else:
+            assert isinstance(message.id, str)
+            assert isinstance(message.string, str)
+            if _fields(message.string) != _fields(message.id):
+                wrong.append(f"{message.id!r}: {message.string!r}")
     assert wrong == [], "\n".join(wrong)
 
 
@@ -131,4 +136,4 @@ def test_the_compiled_catalogue_is_the_po_compiled() -> None:
     expected = Translations(compiled)
     with translations.catalogue_path("fr", "mo").open("rb") as handle:
         committed = Translations(handle)
-    assert committed._catalog == expected._catalog  # type: ignore[attr-defined]
+    assert committed._catalog == expected._catalog

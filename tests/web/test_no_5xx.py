@@ -384,7 +384,8 @@ class Walker:
                 data = self.with_csrf(base)
                 data.setlist(name, [odd])
                 self.send(method, path, data=data)
-        for body in ([], "x", {"text": 5}, {"text": "a\x00b"}, {"text": LONG * 10}):
+        bodies: tuple[object, ...] = ([], "x", {"text": 5}, {"text": "a\x00b"}, {"text": LONG * 10})
+        for body in bodies:
             self.send(method, path, json=body, headers={"X-CSRFToken": self.token})
 
 

@@ -461,7 +461,9 @@ def test_the_export_link_is_mailed_to_the_reader_and_downloads_their_data(
     assert list(message.rcpt_tos) == ["r0@example.org"]
     assert message.parsed()["Subject"] == "Vos données chez Intelligence & Société"
     assert "Nous avons envoyé un lien à r0@example.org" in _text(client.get(prefs))
-    html_part = message.parsed().get_body(("html",)).get_content()
+    html_body = message.parsed().get_body(("html",))
+    assert html_body is not None
+    html_part = html_body.get_content()
     assert f'href="http://hebdo.test{path}"' in html_part
     assert "valable 24 heures" in html_part
     response = client.get(path)
