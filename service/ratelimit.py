@@ -99,6 +99,21 @@ def purge(session: Session, older_than_seconds: int, *, now: float | None = None
     return int(result.rowcount or 0)
 
 
+# The longest window any limit counts over (signups and data links per hour; logins use 15
+# minutes). Windows twice that old can no longer count towards any limit.
+LONGEST_WINDOW_SECONDS = 3600
+
+
+def purge_expired(session: Session, *, now: float | None = None) -> int:
+    """Delete the windows no limit can count any more; beat runs this every hour.
+
+    Only windows keyed in epoch seconds are old enough to match: the delivery limiter's
+    microsecond rows (slot and in-flight marks) are far above any cutoff in seconds, and it
+    tidies them itself.
+    """
+    return purge(session, 2 * LONGEST_WINDOW_SECONDS, now=now)
+
+
 def recent(
     session: Session, key: str, span_seconds: int, *, now: float | None = None
 ) -> list[tuple[int, int]]:

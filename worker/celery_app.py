@@ -9,7 +9,10 @@ from celery import Celery
 from service import queue
 from service.config import Settings
 
-app = Celery("hebdo", include=["worker.tasks.sending", "worker.tasks.confirmations"])
+app = Celery(
+    "hebdo",
+    include=["worker.tasks.sending", "worker.tasks.confirmations", "worker.tasks.maintenance"],
+)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -27,6 +30,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": {
             "dispatch-due": {"task": queue.DISPATCH_DUE, "schedule": 15.0},
             "confirmations-due": {"task": queue.CONFIRMATIONS_DUE, "schedule": 60.0},
+            "purge-rate-windows": {"task": queue.PURGE_RATE_WINDOWS, "schedule": 3600.0},
         },
     }
 
