@@ -117,12 +117,12 @@ def resolve(session: Session, secret: str, token: str) -> Reader:
             raise UnknownReader("the delivery's reader is gone")
         return Reader(subscriber, row[1] if row else None)
     try:
-        (subscriber_id,) = tokens.verify(secret, signup.PREFS_PURPOSE, token, 1)
+        subscriber_id, tag = tokens.verify(secret, signup.PREFS_PURPOSE, token, 2)
     except tokens.BadToken as exc:
         raise UnknownReader(str(exc)) from exc
     subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        raise UnknownReader("the reader is gone")
+    if subscriber is None or signup.address_tag(subscriber.email) != tag:
+        raise UnknownReader("the reader is gone or has another address")
     return Reader(subscriber, None)
 
 

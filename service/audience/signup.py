@@ -91,9 +91,13 @@ def confirmation_token(secret: str, subscription_id: int, now: datetime | None =
     return tokens.sign(secret, CONFIRM_PURPOSE, subscription_id, issued)
 
 
-def preferences_token(secret: str, subscriber_id: int) -> str:
-    """A preference-centre token naming the subscriber (for links outside an edition)."""
-    return tokens.sign(secret, PREFS_PURPOSE, subscriber_id)
+def preferences_token(secret: str, subscriber_id: int, email: str) -> str:
+    """A preference-centre token naming the subscriber (for links outside an edition).
+
+    The address is bound in (address_tag), as in data links: the link outlives neither a
+    change of address nor an erasure whose id a later signup takes again.
+    """
+    return tokens.sign(secret, PREFS_PURPOSE, subscriber_id, address_tag(email))
 
 
 def address_tag(email: str) -> int:
@@ -298,7 +302,9 @@ def notice_context(
             token=confirmation_token(settings.secret_key, subscription.id, now),
         ),
         "preferences": links.url(
-            base, "preferences", token=preferences_token(settings.secret_key, subscriber.id)
+            base,
+            "preferences",
+            token=preferences_token(settings.secret_key, subscriber.id, subscriber.email),
         ),
         "signup": links.url(base, "subscribe", slug=newsletter.slug),
     }

@@ -223,7 +223,8 @@ def _confirmable(slug: str, token: str) -> Subscription | Page:
 
 def _confirmed_page(subscription: Subscription, already: bool) -> Page:
     newsletter = subscription.newsletter
-    prefs = signup.preferences_token(settings().secret_key, subscription.subscriber_id)
+    reader = subscription.subscriber
+    prefs = signup.preferences_token(settings().secret_key, reader.id, reader.email)
     return _render(
         "confirm.html",
         newsletter.language,

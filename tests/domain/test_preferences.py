@@ -72,17 +72,41 @@ def test_a_delivery_token_and_a_prefs_token_lead_to_their_reader_only(
     reader = preferences.resolve(session, secret, delivery_token)
     assert (reader.subscriber.id, reader.newsletter_id) == (first.id, letter.id)
 
-    reader = preferences.resolve(session, secret, signup.preferences_token(secret, second.id))
+    prefs_token = signup.preferences_token(secret, second.id, second.email)
+    reader = preferences.resolve(session, secret, prefs_token)
     assert (reader.subscriber.id, reader.newsletter_id) == (second.id, None)
 
     for bad in (
         delivery_token[:-1] + ("A" if delivery_token[-1] != "A" else "B"),
         tokens.sign(secret, signup.CONFIRM_PURPOSE, first.id),  # right id, wrong purpose
         tokens.sign(secret, DELIVERY_PURPOSE, 999_999),  # a delivery that does not exist
+        tokens.sign(secret, signup.PREFS_PURPOSE, second.id),  # the old form, no address bound
+        signup.preferences_token(secret, second.id, first.email),  # another address
         "not-a-token",
     ):
         with pytest.raises(preferences.UnknownReader):
             preferences.resolve(session, secret, bad)
+
+
+def test_a_notice_prefs_link_dies_with_its_address_and_never_opens_a_later_reader_of_its_id(
+    backend: str, session: Session, settings: Settings
+) -> None:
+    letter = factories.newsletter(session)
+    (reader,) = factories.readers(session, letter, 1)
+    session.commit()
+    secret = settings.secret_key
+    token = signup.preferences_token(secret, reader.id, reader.email)
+    assert preferences.resolve(session, secret, token).subscriber.id == reader.id
+
+    reader.email = "nouvelle-adresse@example.org"  # the reader moved: the old link is dead
+    session.commit()
+    with pytest.raises(preferences.UnknownReader):
+        preferences.resolve(session, secret, token)
+    # Someone else under the same id (SQLite reuses the id of an erased last row): refused.
+    reader.email = "quelqu-un-d-autre@example.org"
+    session.commit()
+    with pytest.raises(preferences.UnknownReader):
+        preferences.resolve(session, secret, token)
 
 
 def test_profile_and_newsletter_choices(backend: str, session: Session, settings: Settings) -> None:

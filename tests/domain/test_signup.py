@@ -260,8 +260,8 @@ def test_a_confirmed_reader_signing_up_again_changes_nothing_and_gets_a_notice(
     assert message["Subject"] == "Vous recevez déjà Intelligence & Société"
     (link,) = [u for u in _links(message) if "/p/" in u]
     token = urlsplit(link).path.rsplit("/", 1)[1]
-    prefs = tokens.verify(settings.secret_key, signup.PREFS_PURPOSE, token, 1)
-    assert prefs == (subscription.subscriber_id,)
+    prefs = tokens.verify(settings.secret_key, signup.PREFS_PURPOSE, token, 2)
+    assert prefs == (subscription.subscriber_id, signup.address_tag(subscription.subscriber.email))
     assert result.subscription_id == again.subscription_id
 
 

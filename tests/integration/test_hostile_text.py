@@ -291,7 +291,7 @@ def test_the_preference_centre_cleans_a_name_and_refuses_a_nul(
         letter_row = session.get(Newsletter, letter)
         assert letter_row is not None
         (reader,) = factories.readers(session, letter_row, 1)
-        token = signup.preferences_token(settings.secret_key, reader.id)
+        token = signup.preferences_token(settings.secret_key, reader.id, reader.email)
     path = f"/p/{token}"
 
     def save(name: str, status: int = 200) -> str:
