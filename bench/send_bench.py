@@ -39,10 +39,10 @@ from sqlalchemy import Table, create_engine, insert, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench import dkim_bench
 from service.config import Settings
 from service.db import make_engine, session_factory
 from service.editions import store
-from service.mail.dkim import DkimKey
 from service.mail.mime import personalise
 from service.models import (
     Edition,
@@ -375,52 +375,11 @@ def send_run(args: argparse.Namespace, workdir: Path) -> SendRun:
 
 def micro_personalise(samples: int = 3000) -> dict[str, float]:
     """CPU µs per personalise() call on the sample edition, without and with DKIM."""
-    with tempfile.TemporaryDirectory(prefix="hebdo-micro-") as tmp:
-        workdir = Path(tmp)
-        url = f"sqlite:///{workdir / 'micro.sqlite'}"
-        upgrade(url)
-        settings = Settings.from_env(
-            {"HEBDO_INSTANCE": str(workdir), "DATABASE_URL": url, "SECRET_KEY": "micro"}
-        )
-        factory = session_factory(make_engine(url))
-        with factory() as session, session.begin():
-            letter = factories.newsletter(session)
-            edition = factories.edition(session, letter)
-            controls.begin(
-                session,
-                edition,
-                base_url="https://lettre.exemple.org",
-                templates_path=settings.email_templates_path,
-                batch_size=200,
-            )
-            prepared = loop.prepare_edition(edition, settings)
-        results = {"personalise": _per_call(prepared, samples)}
-        key_path = workdir / "dkim.pem"
-        made = subprocess.run(
-            ["openssl", "genrsa", "-out", str(key_path), "2048"],
-            capture_output=True,
-            check=False,
-        )
-        if made.returncode == 0:
-            signed = type(prepared)(
-                **{
-                    **prepared.__dict__,
-                    "dkim": DkimKey.load("hebdo", "exemple.org", key_path),
-                }
-            )
-            results["personalise + DKIM"] = _per_call(signed, max(200, samples // 10))
-    return results
-
-
-def _per_call(prepared: Any, samples: int) -> float:
-    now = utcnow()
-    runs = []
-    for _ in range(3):
-        started = time.process_time()
-        for n in range(samples):
-            personalise(prepared, n, f"lecteur{n}@exemple.org", f"Lecteur {n}", now)
-        runs.append((time.process_time() - started) / samples * 1e6)
-    return min(runs)
+    figures = dkim_bench.measure(samples)
+    return {
+        "personalise": figures["personalise()"],
+        "personalise + DKIM (RSA-2048)": figures["personalise() + DKIM RSA-2048 (after)"],
+    }
 
 
 def smtp_source(
