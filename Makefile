@@ -20,7 +20,15 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PY) -m pip install -q -c $(LOCK) -e '.[test]'
 	touch $@
 
-install: $(VENV)/.installed
+# The Nu Html Checker (vnu.jar, from npm, pinned by tools/vnu/package-lock.json) that the
+# email HTML test runs on Java; --ignore-scripts: the jar ships in the package, and its
+# install script would only try to download a Java runtime.
+VNU := tools/vnu/node_modules/.installed
+$(VNU): tools/vnu/package.json tools/vnu/package-lock.json
+	npm ci --prefix tools/vnu --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed $(VNU)
 
 ## make demo: install, start web + worker + SMTP sink on SQLite, send the sample edition, keep serving
 demo: install
