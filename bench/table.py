@@ -14,6 +14,11 @@ the first and the last message marked sent, freeze + snapshot time and the peak 
 a worker process. A sample of the DKIM run's messages, built by the same prepared
 edition the run used, is verified with dkimpy and parsed with the strict email policy.
 
+Then django-newsletter (bench/peer.py: from the package registry, in its own virtual
+environment, a minimal Django project around it) sends the same edition's HTML to
+--peer-readers readers (1,000) into the same kind of sink, one process as its
+`submit_newsletter` command runs, for Hebdo / django-newsletter side by side.
+
 The figures also go to bench/results.json (--json to choose another file). Postfix
 (`apt-get install postfix`: smtp-source and smtp-sink) is needed here only; no test
 needs it. On a shared machine the figures are noisy: publish those of a quiet one.
@@ -30,13 +35,14 @@ import json
 import shutil
 import tempfile
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bench import send_bench
+from bench import peer, send_bench
 from service.mail.mime import personalise
 from service.models import utcnow
 
@@ -139,8 +145,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ceiling = send_bench.smtp_source(
             "postfix", workdir / "source", len(sample), args.source_messages, sessions, message_file
         )
+        peer_figures = None
+        if args.peer_readers:
+            parsed = email.message_from_bytes(sample, policy=email.policy.default)
+            html_part = parsed.get_body(("html",)) if isinstance(parsed, EmailMessage) else None
+            assert html_part is not None
+            (workdir / "peer").mkdir()
+            with send_bench.sink("postfix", workdir / "peer") as (url, _pid):
+                peer_figures = peer.run(
+                    args.peer_venv or workdir,
+                    args.peer_readers,
+                    url.removeprefix("smtp://"),
+                    str(html_part.get_content()),
+                )
     if ceiling is None:
         raise SystemExit("Postfix's smtp-source is missing: apt-get install postfix")
+    if peer_figures is not None:
+        peer_figures["ratio_to_ceiling"] = peer_figures["messages_per_second"] / ceiling["rate"]
+        peer_figures["cpu_per_1000"] = peer_figures["cpu"] / peer_figures["messages"] * 1000
     for row in rows:
         row["ratio_to_ceiling"] = row["messages_per_second"] / ceiling["rate"]
     return {
@@ -159,6 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "dkim_sample": verification,
         "runs": rows,
+        "django_newsletter": peer_figures,
     }
 
 
@@ -187,6 +210,23 @@ def table(figures: dict[str, Any]) -> str:
         f"{row['worker_peak_mib']:.0f} MiB |"
         for row in figures["runs"]
     )
+    other = figures.get("django_newsletter")
+    if other:
+        lines.append(
+            f"| {other['package']} (one process, {other['messages']:,} readers) | off | "
+            f"{other['messages_per_second']:,.0f} | {other['ratio_to_ceiling']:.2f} | "
+            f"{other['cpu_per_1000']:.2f} | | {other['seconds']:.1f} s | | |"
+        )
+        hebdo = max(
+            (r for r in figures["runs"] if not r["dkim"]), key=lambda r: r["messages_per_second"]
+        )
+        lines += [
+            "",
+            f"Hebdo ({hebdo['mode']}, DKIM off) / django-newsletter: "
+            f"{hebdo['messages_per_second'] / other['messages_per_second']:.1f} times the "
+            f"messages per second (django-newsletter's message: {other['message_bytes']:,} "
+            "bytes, one SMTP connection per message, as it sends).",
+        ]
     sample = figures["dkim_sample"]
     if sample:
         lines += [
@@ -209,6 +249,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source-messages", type=int, default=10_000)
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--peer-readers", type=int, default=1000, help="django-newsletter's readers (0: skip it)"
+    )
+    parser.add_argument(
+        "--peer-venv", type=Path, help="where to keep django-newsletter's virtual environment"
+    )
     args = parser.parse_args(argv)
     args.modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     unknown = set(args.modes) - set(MODES)
