@@ -35,16 +35,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, create_engine, insert, literal, select, text
+from sqlalchemy import Table, create_engine, func, insert, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench import dkim_bench
 from service.config import Settings
 from service.db import make_engine, session_factory
 from service.editions import store
-from service.mail.dkim import DkimKey
 from service.mail.mime import personalise
 from service.models import (
+    Delivery,
     Edition,
     EditionStatus,
     Newsletter,
@@ -281,9 +282,14 @@ class SendRun:
     processes: list[Measured]
     snapshot_seconds: float
     create_seconds: float
+    first_seconds: float = 0.0  # from the enqueue to the first delivery marked sent
+    last_seconds: float = 0.0  # … and to the last
+    prepared: Any = None  # the edition as the workers prepared it (for DKIM samples)
 
 
-def send_run(args: argparse.Namespace, workdir: Path) -> SendRun:
+def send_run(
+    args: argparse.Namespace, workdir: Path, extra_env: dict[str, str] | None = None
+) -> SendRun:
     """Create the instance, send the edition through real workers, measure."""
     with ExitStack() as stack:
         database_url, postmaster = stack.enter_context(database(args.postgres or "sqlite", workdir))
@@ -301,6 +307,7 @@ def send_run(args: argparse.Namespace, workdir: Path) -> SendRun:
         }
         if broker:
             env["REDIS_URL"] = broker
+        env.update(extra_env or {})
         settings = Settings.from_env(env)
         factory = session_factory(make_engine(settings.database_url))
 
@@ -349,6 +356,7 @@ def send_run(args: argparse.Namespace, workdir: Path) -> SendRun:
         for process in measured:
             process.start()
 
+        enqueued_at = utcnow()
         started = time.perf_counter()
         # Enqueued through the worker's own app, as before the broker adapter existed, so
         # the figures compare with earlier runs (see notes: the adapter's messages are
@@ -370,72 +378,59 @@ def send_run(args: argparse.Namespace, workdir: Path) -> SendRun:
         seconds = time.perf_counter() - started
         for process in measured:
             process.end()
-    return SendRun(begun.recipients, seconds, size, measured, snapshot_seconds, create_seconds)
+        with factory() as session:
+            first, last = session.execute(
+                select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
+                    Delivery.edition_id == begun.edition_id
+                )
+            ).one()
+    assert first is not None, "the edition is SENT: rows were sent"
+    assert last is not None
+    return SendRun(
+        begun.recipients,
+        seconds,
+        size,
+        measured,
+        snapshot_seconds,
+        create_seconds,
+        first_seconds=(first - enqueued_at).total_seconds(),
+        last_seconds=(last - enqueued_at).total_seconds(),
+        prepared=prepared,
+    )
 
 
 def micro_personalise(samples: int = 3000) -> dict[str, float]:
     """CPU µs per personalise() call on the sample edition, without and with DKIM."""
-    with tempfile.TemporaryDirectory(prefix="hebdo-micro-") as tmp:
-        workdir = Path(tmp)
-        url = f"sqlite:///{workdir / 'micro.sqlite'}"
-        upgrade(url)
-        settings = Settings.from_env(
-            {"HEBDO_INSTANCE": str(workdir), "DATABASE_URL": url, "SECRET_KEY": "micro"}
-        )
-        factory = session_factory(make_engine(url))
-        with factory() as session, session.begin():
-            letter = factories.newsletter(session)
-            edition = factories.edition(session, letter)
-            controls.begin(
-                session,
-                edition,
-                base_url="https://lettre.exemple.org",
-                templates_path=settings.email_templates_path,
-                batch_size=200,
-            )
-            prepared = loop.prepare_edition(edition, settings)
-        results = {"personalise": _per_call(prepared, samples)}
-        key_path = workdir / "dkim.pem"
-        made = subprocess.run(
-            ["openssl", "genrsa", "-out", str(key_path), "2048"],
-            capture_output=True,
-            check=False,
-        )
-        if made.returncode == 0:
-            signed = type(prepared)(
-                **{
-                    **prepared.__dict__,
-                    "dkim": DkimKey.load("hebdo", "exemple.org", key_path),
-                }
-            )
-            results["personalise + DKIM"] = _per_call(signed, max(200, samples // 10))
-    return results
-
-
-def _per_call(prepared: Any, samples: int) -> float:
-    now = utcnow()
-    runs = []
-    for _ in range(3):
-        started = time.process_time()
-        for n in range(samples):
-            personalise(prepared, n, f"lecteur{n}@exemple.org", f"Lecteur {n}", now)
-        runs.append((time.process_time() - started) / samples * 1e6)
-    return min(runs)
+    figures = dkim_bench.measure(samples)
+    return {
+        "personalise": figures["personalise()"],
+        "personalise + DKIM (RSA-2048)": figures["personalise() + DKIM RSA-2048 (after)"],
+    }
 
 
 def smtp_source(
-    kind: str, workdir: Path, size: int, messages: int, sessions: int
+    kind: str,
+    workdir: Path,
+    size: int,
+    messages: int,
+    sessions: int,
+    message_file: Path | None = None,
 ) -> dict[str, float] | None:
-    """Postfix's smtp-source: `messages` of `size` bytes over parallel sessions into the sink."""
+    """Postfix's smtp-source: `messages` of `size` bytes over parallel sessions into the sink.
+
+    With `message_file`, it sends those bytes (Hebdo's own message) instead of filler,
+    and keeps each session's connection for its next message (-d), as Hebdo does.
+    """
     binary = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
     if not Path(binary).exists():
         return None
+    what = ["-d", "-F", str(message_file)] if message_file else ["-l", str(size)]
     with sink(kind, workdir) as (url, pid):
         host_port = url.removeprefix("smtp://")
         cpu_before = cpu_seconds(pid)
         started = time.perf_counter()
         result = subprocess.run(
-            [binary, "-s", str(sessions), "-l", str(size), "-m", str(messages), host_port],
+            [binary, "-s", str(sessions), *what, "-m", str(messages), host_port],
             capture_output=True,
             text=True,
             check=False,

@@ -77,6 +77,9 @@ class Settings:
     dkim_selector: str | None = None
     dkim_domain: str | None = None
     dkim_private_key_path: Path | None = None
+    # An optional second signature with Ed25519 (RFC 8463), beside the RSA one.
+    dkim_ed25519_selector: str | None = None
+    dkim_ed25519_private_key_path: Path | None = None
     email_templates_path: Path = field(default=PROJECT_ROOT / "templates" / "email")
     maildir_path: Path | None = None  # where the embedded sink keeps mail (Outbox page)
     proxies: int = 0  # reverse proxies in front of the web app (trust their X-Forwarded-*)
@@ -94,6 +97,7 @@ class Settings:
             broker_url if broker_url.startswith(("redis://", "rediss://")) else None
         )
         dkim_key = env.get("DKIM_PRIVATE_KEY_PATH")
+        ed25519_key = env.get("DKIM_ED25519_PRIVATE_KEY_PATH")
         settings = cls(
             secret_key=env.get("SECRET_KEY") or _instance_secret(instance),
             database_url=_normalise_database_url(database_url),
@@ -112,6 +116,8 @@ class Settings:
             dkim_selector=env.get("DKIM_SELECTOR"),
             dkim_domain=env.get("DKIM_DOMAIN"),
             dkim_private_key_path=Path(dkim_key) if dkim_key else None,
+            dkim_ed25519_selector=env.get("DKIM_ED25519_SELECTOR"),
+            dkim_ed25519_private_key_path=Path(ed25519_key) if ed25519_key else None,
             maildir_path=Path(env.get("HEBDO_MAILDIR", str(instance / "maildir"))),
             proxies=int(env.get("HEBDO_PROXIES", "0")),
         )

@@ -5,7 +5,8 @@ the quoted-printable encoding of the frozen HTML and text, cut at the
 placeholders. `personalise` does the per-recipient work: one token per link
 purpose, the encoding of the few short values that fill the placeholders, the
 headers that name the recipient, and one join. About 50 µs of CPU for an 80 KB
-edition, DKIM aside.
+edition, DKIM aside; with DKIM, one SHA-256 pass over the canonical body
+(canonicalised once in `prepare`) and the signature itself (service.mail.dkim).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from email.utils import format_datetime
 from service import text, tokens
 from service.addresses import for_sending
 from service.mail import dkim, links
-from service.mail.dkim import DkimKey
+from service.mail.dkim import DkimKey, EditionSigner
 from service.mail.render import (
     CLICK_TOKEN,
     FEEDBACK_TOKEN,
@@ -81,6 +82,22 @@ class _Encoded:
         for hole, chunk in zip(self.holes, self.chunks[1:], strict=True):
             pieces += (values[hole], chunk)
         return b"".join(pieces)
+
+    def canonical(self) -> _Encoded:
+        """The same cut in DKIM's relaxed canonical form, filled with canonical values.
+
+        Every chunk but the last ends with a line end and every hole starts a line,
+        so each chunk is canonicalised on its own; the last one is followed by the
+        CRLF that starts the next MIME boundary line.
+        """
+        *whole, last = self.chunks
+        return _Encoded(
+            (
+                *map(dkim.relaxed_lines, whole),
+                dkim.relaxed_lines(last + b"\r\n").removesuffix(b"\r\n"),
+            ),
+            self.holes,
+        )
 
 
 _PLACEHOLDER = re.compile("(" + "|".join(map(re.escape, [GREETING, *_TOKEN_PURPOSES])) + ")")
@@ -153,9 +170,25 @@ class PreparedEdition:
     greeting_named: str  # e.g. "Bonjour {name},"
     greeting_anonymous: str
     boundary: str
-    dkim: DkimKey | None = None
+    tail_headers: bytes  # List-Unsubscribe-Post and Content-Type, the last headers
+    frames: tuple[bytes, bytes, bytes]  # the MIME lines before, between and after the parts
     # (placeholder, purpose) of the tokens the bodies hold, minted per recipient.
     token_holes: tuple[tuple[str, str], ...] = ()
+    dkim: DkimSigning | None = None
+
+
+@dataclass(frozen=True)
+class DkimSigning:
+    """The per-edition part of DKIM: the shared headers and both bodies, canonical."""
+
+    signer: EditionSigner
+    html: _Encoded
+    text: _Encoded
+
+    @classmethod
+    def of(cls, key: DkimKey, headers: bytes, html: _Encoded, text: _Encoded) -> DkimSigning:
+        """Canonicalise, once, what every reader's message shares."""
+        return cls(EditionSigner(key, headers), html.canonical(), text.canonical())
 
 
 @dataclass(frozen=True)
@@ -311,20 +344,29 @@ def prepare(
     boundary = "=_hebdo_" + hashlib.sha256(f"{edition_id}:{secret}".encode()).hexdigest()[:24]
     html_template, text_template = _encode_template(html_body), _encode_template(text_body)
     present = set(html_template.holes) | set(text_template.holes)
+    shared_headers = b"".join(headers)
+    tail_headers = fold("List-Unsubscribe-Post", "List-Unsubscribe=One-Click") + (
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'.encode("ascii")
+    )
+    signing = None
+    if dkim is not None:
+        signing = DkimSigning.of(dkim, shared_headers + tail_headers, html_template, text_template)
     return PreparedEdition(
         edition_id=edition_id,
         secret=secret,
         base_url=base_url,
         sender_domain=sender_domain,
         bounce_domain=bounce_domain or sender_domain,
-        shared_headers=b"".join(headers),
+        shared_headers=shared_headers,
         html=html_template,
         text=text_template,
         greeting_named=_("Hello {name},"),  # a pattern: filled per recipient
         greeting_anonymous=_("Hello,"),
         boundary=boundary,
-        dkim=dkim,
+        tail_headers=tail_headers,
+        frames=_frames(boundary),
         token_holes=tuple((hole, p) for hole, p in _TOKEN_PURPOSES.items() if hole in present),
+        dkim=signing,
     )
 
 
@@ -384,38 +426,47 @@ def personalise(
         for hole, purpose in prepared.token_holes
     }
     greeting = prepared.greeting_named.format(name=name) if name else prepared.greeting_anonymous
-    html_part = prepared.html.fill({**values, GREETING: _line_end(_qp(html.escape(greeting)))})
-    text_part = prepared.text.fill({**values, GREETING: _line_end(_qp(greeting))})
+    html_greeting = _line_end(_qp(html.escape(greeting)))
+    text_greeting = _line_end(_qp(greeting))
+    html_part = prepared.html.fill({**values, GREETING: html_greeting})
+    text_part = prepared.text.fill({**values, GREETING: text_greeting})
     mid = message_id(prepared, delivery_id)
     unsubscribe = f"{prepared.base_url}{_UNSUBSCRIBE_PATH}{unsubscribe_token}"
     mailto = f"mailto:unsubscribe+{unsubscribe_token}@{prepared.bounce_domain}"
-    boundary = prepared.boundary.encode()
-    headers = (
+    own_headers = (
         # A non-ASCII local part goes out with SMTPUTF8, whose headers may be UTF-8.
         fold("To", mailbox(name, rcpt), utf8=not rcpt.isascii())
         + fold("Date", format_datetime(now))
         + fold("Message-ID", mid)
-        + prepared.shared_headers
-        + f"List-Unsubscribe: <{unsubscribe}>,\r\n <{mailto}>\r\n".encode("ascii")
-        + fold("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
-        + b'Content-Type: multipart/alternative;\r\n boundary="'
-        + boundary
-        + b'"\r\n'
     )
-    body = b"".join(
-        (
-            b"\r\n--", boundary, b"\r\n",
-            b"Content-Type: text/plain; charset=utf-8\r\n",
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            text_part,
-            b"\r\n--", boundary, b"\r\n",
-            b"Content-Type: text/html; charset=utf-8\r\n",
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
-            html_part,
-            b"\r\n--", boundary, b"--\r\n",
+    list_unsubscribe = f"List-Unsubscribe: <{unsubscribe}>,\r\n <{mailto}>\r\n".encode("ascii")
+    headers = own_headers + prepared.shared_headers + list_unsubscribe + prepared.tail_headers
+    first, middle, last = prepared.frames
+    signature = b""
+    signing = prepared.dkim
+    if signing is not None:
+        # Tokens hold no whitespace: only the greeting needs canonicalising per reader.
+        canonical_values = {**values, GREETING: dkim.relaxed_lines(text_greeting)}
+        body_hash = hashlib.sha256(first.removeprefix(b"\r\n"))
+        body_hash.update(signing.text.fill(canonical_values))
+        body_hash.update(middle)
+        canonical_values[GREETING] = dkim.relaxed_lines(html_greeting)
+        body_hash.update(signing.html.fill(canonical_values))
+        body_hash.update(last)
+        signature = signing.signer.signature(
+            own_headers + list_unsubscribe, body_hash.digest(), now.timestamp()
         )
-    )  # fmt: skip
-    data = headers + body
-    if prepared.dkim is not None:
-        data = dkim.signed(prepared.dkim, data)
+    data = b"".join((signature, headers, first, text_part, middle, html_part, last))
     return Envelope(verp_sender(prepared, delivery_id), rcpt, data, mid)
+
+
+def _frames(boundary: str) -> tuple[bytes, bytes, bytes]:
+    """The MIME lines around the two parts; they hold nothing DKIM canonicalises."""
+    b = boundary.encode("ascii")
+    return (
+        b"\r\n--" + b + b"\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+        b"\r\n--" + b + b"\r\nContent-Type: text/html; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+        b"\r\n--" + b + b"--\r\n",
+    )

@@ -233,7 +233,7 @@ def environment(templates_path: Path) -> Environment:
 
 def inline_css(html_source: str, css: str) -> str:
     """Inline the stylesheet into the HTML (premailer), once per edition."""
-    return str(
+    inlined = str(
         premailer.Premailer(
             html_source,
             css_text=css,
@@ -243,8 +243,15 @@ def inline_css(html_source: str, css: str) -> str:
             disable_validation=True,
             cssutils_logging_level=logging.CRITICAL,
             allow_network=False,
+            # premailer copies CSS widths and heights into attributes, overwriting the
+            # template's: <body width="100%"> and <img width="100%" height="auto"> are
+            # invalid HTML, and Outlook needs an image's width in pixels. The templates
+            # write the width attributes Outlook needs themselves.
+            disable_basic_attributes=["width", "height"],
         ).transform(pretty_print=False)
     )
+    # HTML5 has one style language; the Nu Html Checker flags the type premailer writes.
+    return inlined.replace('<style type="text/css">', "<style>")
 
 
 def track_links(html_source: str, base_url: str, token: str) -> tuple[str, list[str]]:

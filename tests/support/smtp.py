@@ -49,6 +49,8 @@ class RecordedMessage:
     received_at: float  # time.time() when the server accepted it
     peer: str  # "host:port" of the client connection, to tell connections apart
     mail_options: tuple[str, ...] = ()  # e.g. ("SIZE=1234", "SMTPUTF8")
+    # RCPT and DATA had already arrived when MAIL was read: sent in one write (RFC 2920).
+    pipelined: bool = False
 
     def parsed(self) -> EmailMessage:
         """The message parsed with the modern email policy."""
@@ -69,6 +71,21 @@ class _RecordingHandler:
     def __init__(self, owner: RecordingSmtpServer) -> None:
         self._owner = owner
 
+    async def handle_EHLO(  # noqa: N802 (aiosmtpd looks hooks up by this name)
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does itself without this hook
+        if self._owner.pipelining:
+            # aiosmtpd reads one command line at a time from its buffer, so commands
+            # sent together are answered in order: it pipelines, it just does not say so.
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(  # noqa: N802 (aiosmtpd looks hooks up by this name)
         self,
         server: SMTP,
@@ -81,6 +98,10 @@ class _RecordingHandler:
             return self._owner.sender_response
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        # What the client sent after MAIL and the server has not read yet (aiosmtpd's
+        # StreamReader buffer): RCPT and DATA there mean they came in the same write.
+        pending = bytes(getattr(getattr(server, "_reader", None), "_buffer", b"")).upper()
+        envelope.pipelined = pending.startswith(b"RCPT TO:") and b"\r\nDATA\r\n" in pending  # type: ignore[attr-defined]
         return "250 2.1.0 OK"
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd looks hooks up by this name)
@@ -115,6 +136,7 @@ class _RecordingHandler:
                     received_at=time.time(),
                     peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer),
                     mail_options=tuple(envelope.mail_options),
+                    pipelined=getattr(envelope, "pipelined", False),
                 )
             )
         if hang_up and server.transport is not None:
@@ -135,8 +157,12 @@ class RecordingSmtpServer:
         recipient_responses: Mapping[str, str] | None = None,
         *,
         smtputf8: bool = True,
+        pipelining: bool = True,
     ) -> None:
         self._requested_port = port
+        # Whether EHLO offers PIPELINING (RFC 2920), as Postfix and most relays do; False
+        # plays one that does not, so the transport sends command by command.
+        self.pipelining = pipelining
         # Whether EHLO offers SMTPUTF8 (RFC 6531); change it between refuse_connections()
         # and accept_connections() to play a relay that does not.
         self.smtputf8 = smtputf8

@@ -15,6 +15,8 @@ import redis
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
+from service.config import SmtpRelay
+from service.mail.transport import SmtpTransport
 from service.tools.sink import DATA_SIZE_LIMIT, read_maildir, serve
 from tests.support import free_port
 from tests.support.postgres import PostgresCluster
@@ -249,6 +251,25 @@ def test_sink_keeps_large_bodies_byte_for_byte(sink_controller: tuple[Controller
     [stored] = list((maildir / "new").iterdir())
     expected = b"Return-Path: <bounce@hebdo.example>\nDelivered-To: lea@example.org\n"
     assert stored.read_bytes() == expected + payload.replace(b"\r\n", b"\n")
+
+
+def test_sink_offers_pipelining_and_takes_pipelined_envelopes(
+    sink_controller: tuple[Controller, Path],
+) -> None:
+    controller, maildir = sink_controller
+    with smtplib.SMTP(controller.hostname, controller.port, timeout=10) as client:
+        client.ehlo()
+        assert client.has_extn("pipelining")
+    relay = SmtpRelay.from_url(f"smtp://{controller.hostname}:{controller.port}")
+    with SmtpTransport((relay,)) as transport:
+        for n in range(3):
+            transport.send("bounce@hebdo.example", f"r{n}@example.org", _message())
+        assert transport.messages_on_connection == 3
+    assert sorted(m["Delivered-To"] for m in read_maildir(maildir)) == [
+        "r0@example.org",
+        "r1@example.org",
+        "r2@example.org",
+    ]
 
 
 def test_sink_accepts_an_empty_message_and_a_pipelined_quit(
