@@ -8,6 +8,7 @@ from celery import Celery
 
 from service import queue
 from service.config import Settings
+from worker.sql_transport import celery_broker
 
 app = Celery("hebdo", include=["worker.tasks.sending", "worker.tasks.confirmations"])
 
@@ -15,7 +16,7 @@ app = Celery("hebdo", include=["worker.tasks.sending", "worker.tasks.confirmatio
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from Hebdo's."""
     return {
-        "broker_url": settings.broker_url,
+        **celery_broker(settings.broker_url),
         "broker_connection_retry_on_startup": True,
         "task_ignore_result": True,  # state lives in the database, not in a result backend
         "task_acks_late": True,
