@@ -74,7 +74,17 @@ class Transport(kombu_sql.Transport):
 
 
 def celery_broker(broker_url: str) -> dict[str, str]:
-    """Celery settings that route an `sqla+` broker URL through this transport."""
+    """Celery settings that route an `sqla+` broker URL through this transport.
+
+    Celery prefers the CELERY_BROKER_URL environment variable (Hebdo's own name for it)
+    to the broker_url setting, but not to the read and write URLs: those carry it.
+    """
     if not broker_url.startswith(PREFIX):
         return {"broker_url": broker_url}
-    return {"broker_url": broker_url[len(PREFIX) :], "broker_transport": TRANSPORT}
+    url = broker_url[len(PREFIX) :]
+    return {
+        "broker_url": url,
+        "broker_read_url": url,
+        "broker_write_url": url,
+        "broker_transport": TRANSPORT,
+    }
