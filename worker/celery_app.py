@@ -8,15 +8,16 @@ from celery import Celery
 
 from service import queue
 from service.config import Settings
-from worker.sql_transport import celery_broker
+from worker import sql_transport
 
+sql_transport.install()  # the embedded broker survives a full disk (see the module)
 app = Celery("hebdo", include=["worker.tasks.sending", "worker.tasks.confirmations"])
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from Hebdo's."""
     return {
-        **celery_broker(settings.broker_url),
+        "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
         "task_ignore_result": True,  # state lives in the database, not in a result backend
         "task_acks_late": True,

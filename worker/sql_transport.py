@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from kombu.transport import TRANSPORT_ALIASES, _transport_cache
 from kombu.transport import sqlalchemy as kombu_sql
 from sqlalchemy.exc import SQLAlchemyError
 
-# The broker URL's prefix that selects kombu's own transport ("sqla+sqlite:///…").
-PREFIX = "sqla+"
+# The broker URL prefixes that select kombu's SQLAlchemy transport ("sqla+sqlite:///…").
+ALIASES = ("sqla", "sqlalchemy")
 TRANSPORT = "worker.sql_transport:Transport"
 
 
@@ -73,18 +74,13 @@ class Transport(kombu_sql.Transport):
     connection_errors = (*kombu_sql.Transport.connection_errors, SQLAlchemyError)  # type: ignore[assignment]
 
 
-def celery_broker(broker_url: str) -> dict[str, str]:
-    """Celery settings that route an `sqla+` broker URL through this transport.
+def install() -> None:
+    """Make the `sqla+` URL prefix mean this transport in this process.
 
-    Celery prefers the CELERY_BROKER_URL environment variable (Hebdo's own name for it)
-    to the broker_url setting, but not to the read and write URLs: those carry it.
+    kombu picks a transport by the URL's prefix through its alias table; Celery reads the
+    URL from CELERY_BROKER_URL (Hebdo's own name for it) before any setting, so the
+    alias is where the choice can be made. Idempotent.
     """
-    if not broker_url.startswith(PREFIX):
-        return {"broker_url": broker_url}
-    url = broker_url[len(PREFIX) :]
-    return {
-        "broker_url": url,
-        "broker_read_url": url,
-        "broker_write_url": url,
-        "broker_transport": TRANSPORT,
-    }
+    for alias in ALIASES:
+        TRANSPORT_ALIASES[alias] = TRANSPORT
+        _transport_cache.pop(alias, None)
