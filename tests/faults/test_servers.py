@@ -73,6 +73,48 @@ def test_redis_stopped_during_a_send(
 
 
 @production
+def test_redis_frozen_during_a_send(
+    backend: str,
+    env: dict[str, str],
+    sessions: sessionmaker[Session],
+    smtp_server: FaultyRelay,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    # SIGSTOP: the connections stay open and nothing answers (a hung server, not a dead
+    # one); its data survives, so the limit's keys are still there when it continues.
+    env = {**env, "HEBDO_RATE_PER_SECOND": str(RATE)}
+    edition_id = seed(sessions)
+    with workers(env, tmp_path, 2) as crew:
+        hebdo(env, "send", str(edition_id))
+        wait_progress(sessions, edition_id, 0.3)
+        redis_server.pause()
+        frozen = time.monotonic()
+        try:
+            time.sleep(REDIS_FROZEN)
+        finally:
+            redis_server.resume()
+        wait_sent(sessions, edition_id, logs=crew[0].log)
+        recovered = time.monotonic() - frozen
+    received = smtp_server.messages
+    times = sorted(m.received_at for m in received)
+    busiest = max(sum(1 for t in times if start <= t < start + 1) for start in times)
+    tally(
+        f"Redis frozen (SIGSTOP) for {REDIS_FROZEN:.0f} s during a send ({RATE}/s limit)",
+        backend,
+        sessions,
+        edition_id,
+        received,
+        recover_seconds=recovered,
+        note=f"busiest second at the relay: {busiest} messages (limit {RATE})",
+    ).assert_holds()
+    assert busiest <= RATE
+
+
+REDIS_FROZEN = 15.0
+
+
+@production
 def test_broker_loses_the_queued_tasks(
     backend: str,
     env: dict[str, str],
