@@ -70,6 +70,7 @@ class Settings:
     batch_size: int = 200  # deliveries claimed per worker task
     lease_seconds: int = 300  # a claimed row is re-claimable after this
     max_attempts: int = 5
+    retry_base_seconds: float = 60.0  # first wait after a temporary failure (then doubled)
     rate_per_second: float = 0.0  # 0 = unlimited
     rate_per_hour: int = 0
     max_connections: int = 4  # concurrent SMTP connections across all workers
@@ -109,6 +110,7 @@ class Settings:
             batch_size=int(env.get("HEBDO_BATCH_SIZE", "200")),
             lease_seconds=int(env.get("HEBDO_LEASE_SECONDS", "300")),
             max_attempts=int(env.get("HEBDO_MAX_ATTEMPTS", "5")),
+            retry_base_seconds=float(env.get("HEBDO_RETRY_BASE_SECONDS", "60")),
             rate_per_second=float(env.get("HEBDO_RATE_PER_SECOND", "0")),
             rate_per_hour=int(env.get("HEBDO_RATE_PER_HOUR", "0")),
             max_connections=int(env.get("HEBDO_MAX_CONNECTIONS", "4")),

@@ -67,3 +67,20 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 def affected_rows(result: Result[Any]) -> int:
     """Rows matched by an UPDATE/DELETE/INSERT … SELECT (typed access to rowcount)."""
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# SQLite's SQLITE_FULL and PostgreSQL's class 53 (insufficient resources: disk_full,
+# out_of_memory …) and the kernel's ENOSPC as the drivers word them.
+_DISK_FULL_SQLSTATES = ("53100",)
+_DISK_FULL_WORDS = ("database or disk is full", "no space left on device", "could not extend file")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether a database error says the server's disk is full (SQLite or PostgreSQL)."""
+    original = getattr(error, "orig", error)
+    if getattr(original, "sqlstate", None) in _DISK_FULL_SQLSTATES:
+        return True
+    if getattr(original, "sqlite_errorname", None) == "SQLITE_FULL":
+        return True
+    text = str(original).lower()
+    return any(words in text for words in _DISK_FULL_WORDS)

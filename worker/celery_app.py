@@ -8,7 +8,9 @@ from celery import Celery
 
 from service import queue
 from service.config import Settings
+from worker import sql_transport
 
+sql_transport.install()  # the embedded broker survives a full disk (see the module)
 app = Celery(
     "hebdo",
     include=["worker.tasks.sending", "worker.tasks.confirmations", "worker.tasks.maintenance"],

@@ -141,7 +141,9 @@ def wait_for_delivery(ctx: CliContext, edition_id: int, *, timeout: float) -> in
         done = progress.sent + progress.failed + progress.cancelled
         filled = int(width * done / progress.total) if progress.total else width
         if edition.resume_at is not None:
-            note = f"relay down, retrying at {edition.resume_at:%H:%M:%S}Z"
+            # Paused by itself (relay down or full, disk full): the detail says which.
+            reason = edition.status_detail.removeprefix("paused: ").split("; trying again")[0]
+            note = f"({reason}) retrying at {edition.resume_at:%H:%M:%S}Z"
         elif estimate.seconds_left and progress.remaining:
             note = f"{estimate.per_second:.0f}/s, {_duration(estimate.seconds_left)} left"
         else:

@@ -111,6 +111,10 @@ def _wait_for_port(
     raise click.ClickException(f"{name} did not listen on port {port} within {timeout:.0f}s")
 
 
+# How many times `hebdo demo` starts its worker again before giving up.
+WORKER_RESTARTS = 5
+
+
 @click.command("demo")
 @click.option("--port", type=int, default=5000, help="Web port; every link in the mail uses it.")
 @click.option("--once", is_flag=True, help="Exit once the sample edition has been delivered.")
@@ -155,7 +159,7 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
     log_dir.mkdir()
 
     def start(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = (log_dir / f"{name}.log").open("wb")
+        log = (log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
             argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT
         )
@@ -193,10 +197,20 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
         if once:
             return
         click.echo("serving; press Ctrl-C to stop")
-        while all(p.poll() is None for _, p in processes):
+        restarts = 0
+        while True:
+            dead = [name for name, p in processes if p.poll() is not None]
+            if dead == ["worker"] and restarts < WORKER_RESTARTS:
+                # A worker that exits (its broker on a full disk, say) is started again,
+                # as a service manager would in production; its unfinished rows come
+                # back through their leases.
+                restarts += 1
+                processes[:] = [(n, p) for n, p in processes if n != "worker"]
+                click.echo(f"the worker stopped; starting it again ({restarts}/{WORKER_RESTARTS})")
+                start("worker", celery_worker_argv(2, True, instance))
+            elif dead:
+                raise click.ClickException(f"{', '.join(dead)} stopped; logs in {log_dir}")
             time.sleep(0.5)
-        dead = [name for name, p in processes if p.poll() is not None]
-        raise click.ClickException(f"{', '.join(dead)} stopped; logs in {log_dir}")
     except KeyboardInterrupt:
         click.echo("stopping")
     finally:

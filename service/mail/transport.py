@@ -48,6 +48,15 @@ class DeliveryError(Exception):
 class TemporaryFailure(DeliveryError):
     """Try again later (4xx reply, dropped connection, timeout)."""
 
+    @property
+    def relay_full(self) -> bool:
+        """True when the relay says its own storage is full, whoever the message is for.
+
+        That is the relay's state, not the reader's: the send loop pauses the edition
+        on a run of these instead of spending every reader's attempts on them.
+        """
+        return system_full(enhanced_status(str(self)), self.code)
+
 
 class PermanentFailure(DeliveryError):
     """The relay refused this message for good (5xx reply)."""
@@ -99,6 +108,19 @@ def mailbox_is_bad(enhanced: tuple[int, int, int] | None, code: int | None) -> b
     if enhanced is not None and enhanced[1:] != (0, 0):
         return enhanced[0] == 5 and (enhanced[1] == 1 or enhanced[1:] == (2, 1))
     return code in (550, 551, 553)
+
+
+def system_full(enhanced: tuple[int, int, int] | None, code: int | None) -> bool:
+    """Whether a refusal says the relay's mail system is out of storage.
+
+    RFC 3463's 4.3.1 "mail system full" says so; so does a bare 452 (RFC 5321:
+    "insufficient system storage") without an informative enhanced code. 452 4.2.2
+    (this mailbox is full) and 452 4.5.3 (too many recipients) are about one
+    message, not the relay.
+    """
+    if enhanced is not None and enhanced[1:] != (0, 0):
+        return enhanced[0] == 4 and enhanced[1:] == (3, 1)
+    return code == 452
 
 
 def enhanced_status(reply: str) -> tuple[int, int, int] | None:

@@ -1,8 +1,9 @@
 """Starting, pausing, resuming and cancelling the send of an edition.
 
 Two kinds of pause: an editor's (resume_at is NULL: the edition waits for someone
-to resume it) and the send's own when no relay accepts connections (resume_at is
-set: the beat sweep resumes it then, so an outage never needs a person).
+to resume it) and the send's own when a fault outside the edition stops every
+message (no relay accepts connections, the relay's or the database's disk is full;
+resume_at is set: the beat sweep resumes it then, so an outage never needs a person).
 """
 
 from __future__ import annotations
@@ -110,11 +111,33 @@ def pause_for_relay(
     min_seconds: float = RELAY_RETRY_MIN_SECONDS,
     max_seconds: float = RELAY_RETRY_MAX_SECONDS,
 ) -> bool:
-    """Pause a sending edition because no relay answers; the beat resumes it later.
+    """Pause a sending edition because no relay answers; the beat resumes it later."""
+    return pause_for_fault(
+        session,
+        edition,
+        f"SMTP relay unavailable ({error})",
+        now=now,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+    )
 
-    The wait grows with the outage, measured from the last message a relay accepted
-    (or the start of the send), so a long outage is probed ever less often.
-    Returns False when the edition was no longer sending (someone else decided).
+
+def pause_for_fault(
+    session: Session,
+    edition: Edition,
+    reason: str,
+    *,
+    now: datetime | None = None,
+    min_seconds: float = RELAY_RETRY_MIN_SECONDS,
+    max_seconds: float = RELAY_RETRY_MAX_SECONDS,
+) -> bool:
+    """Pause a sending edition for a fault outside it (relay down or full, disk full).
+
+    The beat resumes it at resume_at and the send probes again; the wait grows with
+    the outage, measured from the last message a relay accepted (or the start of the
+    send), so a long outage is probed ever less often. `reason` says what went wrong
+    in the status detail. Returns False when the edition was no longer sending
+    (someone else decided).
     """
     _lock(session, edition)
     if edition.status != EditionStatus.SENDING:
@@ -132,10 +155,9 @@ def pause_for_relay(
     lifecycle.move(
         edition,
         EditionStatus.PAUSED,
-        detail=(
-            f"paused: SMTP relay unavailable ({error}); "
-            f"trying again at {resume_at.isoformat(timespec='seconds')}"
-        ),
+        detail=f"paused: {reason}; trying again at {resume_at.isoformat(timespec='seconds')}"[
+            :1000
+        ],
     )
     edition.resume_at = resume_at
     session.flush()

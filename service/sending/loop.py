@@ -17,10 +17,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.audience.subscriptions import record_hard_bounce
 from service.config import Settings
+from service.db import is_disk_full
 from service.mail import dkim
 from service.mail.mime import Envelope, PreparedEdition, personalise, prepare
 from service.mail.transport import (
@@ -35,14 +37,19 @@ from service.sending import controls, outbox
 
 log = logging.getLogger(__name__)
 
-# Temporary failures wait about 1, 2, 4, 8 … minutes: greylisting relays ask for
-# a few minutes, so an immediate retry would only spend an attempt.
-RETRY_BASE_SECONDS = 60.0
+# Temporary failures wait about 1, 2, 4, 8 … minutes (Settings.retry_base_seconds, 60 s
+# by default): greylisting relays ask for a few minutes, so an immediate retry would only
+# spend an attempt.
 RETRY_MAX_SECONDS = 3600.0
 # Longer waits for the shared limits (an hourly quota used up, every connection slot
 # taken) give the claimed rows back instead of holding them: beat hands them out again.
 RATE_PATIENCE_SECONDS = 30.0
 CONNECTION_PATIENCE_SECONDS = 5.0
+# A relay that says its storage is full (452, 4.3.1) this many times in a row, for as
+# many readers, is full for everyone: the edition pauses and probes again later, where
+# retrying reader by reader would spend every reader's attempts on the relay's problem.
+# One refusal alone may be a blip (a queue being flushed), so it takes a run of them.
+RELAY_FULL_PAUSE_AFTER = 3
 
 
 class RateLimiter(Protocol):
@@ -82,15 +89,16 @@ class BatchReport:
     failed: int = 0
     skipped: int = 0
     relay_down: bool = False
+    relay_full: bool = False  # RELAY_FULL_PAUSE_AFTER storage refusals in a row
+    database_full: bool = False  # the database could not write: its disk is full
+    full_in_a_row: int = 0  # consecutive "storage full" refusals of this run
     sender_refused: bool = False  # the relay refused MAIL FROM: a configuration problem
     stopped: bool = False  # the edition was paused or cancelled while this run sent
     throttled: bool = False  # the shared limits held this run back; the rest waits for beat
     errors: list[str] = field(default_factory=list)
 
 
-def retry_delay(
-    attempts: int, base: float = RETRY_BASE_SECONDS, cap: float = RETRY_MAX_SECONDS
-) -> float:
+def retry_delay(attempts: int, base: float, cap: float = RETRY_MAX_SECONDS) -> float:
     """Exponential backoff after `attempts` tries, half of it random so workers spread out."""
     step = min(cap, base * 2.0 ** max(0, attempts - 1))
     return step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not crypto
@@ -175,25 +183,60 @@ def send_pending(
             _send_batch(
                 factory, settings, prepared, claimed, smtp, limiter, connections, worker, report
             )
-            if report.relay_down or report.sender_refused or report.stopped or report.throttled:
+            if (
+                report.relay_down
+                or report.relay_full
+                or report.sender_refused
+                or report.stopped
+                or report.throttled
+            ):
                 break
+    except SQLAlchemyError as exc:
+        if not is_disk_full(exc):
+            raise
+        # The rows this run holds stay claimed (nothing can be written): their leases
+        # end and the sweep hands them out again once there is room. A message the
+        # relay accepted but that could not be marked may go twice, same Message-ID.
+        log.warning("edition %s: the database's disk is full", edition_id, exc_info=True)
+        report.database_full = True
+        report.errors.append(_describe(getattr(exc, "orig", None) or exc))
     finally:
         if own_transport:
             smtp.close()
         if connections is not None:
             connections.release()
+    try:
+        _conclude(factory, edition_id, report)
+    except SQLAlchemyError as exc:
+        if not is_disk_full(exc):
+            raise
+        # Not even the pause fits: the leases and the beat's sweep take over when it does.
+        log.warning("edition %s: no room to record the pause", edition_id, exc_info=True)
+    return report
+
+
+def _conclude(factory: sessionmaker[Session], edition_id: int, report: BatchReport) -> None:
+    """Pause the edition for what stopped the run, or mark it sent if nothing is left."""
     with factory() as session, session.begin():
         edition = session.get(Edition, edition_id)
-        if edition is not None:
-            if report.relay_down:
-                controls.pause_for_relay(session, edition, report.errors[-1])
-            elif report.sender_refused and edition.status == EditionStatus.SENDING:
-                controls.pause(
-                    session, edition, f"paused: the relay refuses the sender ({report.errors[-1]})"
-                )
-            else:
-                outbox.finish_if_done(session, edition)
-    return report
+        if edition is None:
+            return
+        if report.relay_down:
+            controls.pause_for_relay(session, edition, report.errors[-1])
+        elif report.relay_full:
+            controls.pause_for_fault(
+                session, edition, f"the SMTP relay's storage is full ({report.errors[-1]})"
+            )
+        elif report.database_full:
+            controls.pause_for_fault(
+                session, edition, f"the database's disk is full ({report.errors[-1]})"
+            )
+        elif report.sender_refused and edition.status == EditionStatus.SENDING:
+            controls.pause(
+                session, edition, f"paused: the relay refuses the sender ({report.errors[-1]})"
+            )
+        else:
+            outbox.finish_if_done(session, edition)
 
 
 class _Gate:
@@ -345,6 +388,18 @@ def _send_one(
         report.failed += 1
         return True
     except TemporaryFailure as exc:
+        if exc.relay_full:
+            # The relay's storage, not this reader: the row goes back untried, its
+            # attempts kept for problems of its own.
+            report.full_in_a_row += 1
+            if report.full_in_a_row >= RELAY_FULL_PAUSE_AFTER:
+                report.relay_full = True
+                report.errors.append(str(exc))
+                return False
+            with marks.begin():
+                outbox.release(marks, [row.id], worker)
+            return True
+        report.full_in_a_row = 0
         report.retried += 1
         with factory() as session, session.begin():
             if not outbox.mark_retry(
@@ -354,7 +409,7 @@ def _send_one(
                 str(exc),
                 attempts=row.attempts,
                 max_attempts=settings.max_attempts,
-                delay_seconds=retry_delay(row.attempts),
+                delay_seconds=retry_delay(row.attempts, base=settings.retry_base_seconds),
             ):
                 outbox.release(session, [row.id], worker)
         return True
@@ -366,6 +421,7 @@ def _send_one(
     with marks.begin():
         outbox.mark_sent(marks, row.id, worker, envelope.message_id)
     report.sent += 1
+    report.full_in_a_row = 0
     return True
 
 

@@ -17,8 +17,9 @@ import pytest
 from tests.faults.harness import TABLE_PATH
 from tests.faults.relay import FaultyRelay
 
-# Short leases and batches: a crashed worker's rows come back in seconds, not minutes.
-FAULT_ENV = {"HEBDO_LEASE_SECONDS": "5", "HEBDO_BATCH_SIZE": "20"}
+# Short leases, batches and retry delays: a crashed worker's rows, and a message the
+# relay refused for now, come back in seconds, not minutes.
+FAULT_ENV = {"HEBDO_LEASE_SECONDS": "5", "HEBDO_BATCH_SIZE": "20", "HEBDO_RETRY_BASE_SECONDS": "4"}
 
 _COLUMNS = (
     ("fault", "fault"),

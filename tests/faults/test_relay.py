@@ -31,8 +31,9 @@ pytestmark = [pytest.mark.faults, pytest.mark.parametrize("backend", ["postgres"
 
 # A relay that does not answer within this many seconds has failed the message.
 SMTP_TIMEOUT = 3
-# Temporary failures come back after 30-60 s (dispatch.retry_delay), picked up by the
-# beat's sweep every 15 s: a generous deadline for the shared, busy test machine.
+# Temporary failures come back after 2-4 s (HEBDO_RETRY_BASE_SECONDS in conftest's
+# FAULT_ENV), picked up by the beat's sweep every 15 s: a generous deadline for the
+# shared, busy test machine.
 RETRY_DEADLINE = 240
 
 

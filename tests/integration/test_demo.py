@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,3 +43,52 @@ def test_demo_once_delivers_the_sample_edition_with_links_to_its_own_server(
         assert links, "the demo mail links to the demo server"
         assert {link.split("/")[2] for link in links} == {f"127.0.0.1:{port}"}
         assert message["Return-Path"].startswith("<bounces+")
+
+
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in found]
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_demo_starts_its_worker_again_when_it_dies(tmp_path: Path) -> None:
+    port = free_port()
+    instance = tmp_path / "demo"
+    out = (tmp_path / "demo.out").open("w+")
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "demo", "--port", str(port),
+         "--instance", str(instance)],
+        cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while "serving;" not in (tmp_path / "demo.out").read_text():
+            assert demo.poll() is None, (tmp_path / "demo.out").read_text()
+            assert time.monotonic() < deadline, "the demo did not start serving"
+            time.sleep(0.5)
+        first = [p for p in _children(demo.pid) if _is_worker(p)]
+        assert len(first) == 1
+        os.kill(first[0], signal.SIGKILL)
+        while True:
+            again = [p for p in _children(demo.pid) if _is_worker(p) and p != first[0]]
+            if again:
+                break
+            assert demo.poll() is None, (tmp_path / "demo.out").read_text()
+            assert time.monotonic() < deadline + 30, "the worker was not started again"
+            time.sleep(0.5)
+        assert "the worker stopped; starting it again (1/5)" in (tmp_path / "demo.out").read_text()
+        assert demo.poll() is None  # the demo keeps serving
+    finally:
+        demo.send_signal(signal.SIGINT)
+        try:
+            demo.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+        out.close()

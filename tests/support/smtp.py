@@ -122,6 +122,8 @@ class _RecordingHandler:
     async def handle_DATA(  # noqa: N802 (aiosmtpd looks hooks up by this name)
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
+        if self._owner.data_response is not None:
+            return self._owner.data_response  # refused after the data: nothing kept
         if self._owner.data_delay:
             # A slow relay: the message is taken only after this long (other sessions go on).
             await asyncio.sleep(self._owner.data_delay)
@@ -171,6 +173,9 @@ class RecordingSmtpServer:
         self.recipient_responses: dict[str, str] = dict(recipient_responses or {})
         # A reply given to every MAIL FROM instead of accepting it (a relay refusing our sender).
         self.sender_response: str | None = None
+        # A reply given after every message's data instead of accepting it (e.g. a relay
+        # whose disk is full: "452 4.3.1 Insufficient system storage").
+        self.data_response: str | None = None
         # Seconds each DATA takes before the message is accepted (a slow relay).
         self.data_delay = 0.0
         self._lock = threading.Condition()

@@ -6,6 +6,7 @@ resuming puts a real send task on the test instance's broker, read back from it.
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -223,12 +224,32 @@ def test_a_send_paused_by_a_relay_outage_says_when_it_resumes(
 
     page = _page(editor, edition_id)
     assert "paused: SMTP relay unavailable (no SMTP relay reachable (127.0.0.1:1))" in page
-    assert "sending resumes by itself on" in page
+    assert "it resumes by itself on" in page
     # Pausing it turns the outage pause into an editor's pause: it stays stopped.
     _post(editor, edition_id, "pause")
     found = _edition(sessions, edition_id)
     assert (found.status, found.resume_at) == (EditionStatus.PAUSED, None)
     assert "resumes by itself" not in _page(editor, edition_id)
+
+
+def test_a_send_paused_by_a_full_relay_says_why_and_when_it_resumes(
+    editor: FlaskClient, sessions: sessionmaker[Session], settings: Settings, edition_id: int
+) -> None:
+    _begin(sessions, settings, edition_id)
+    with sessions() as session, session.begin():
+        found = session.get(Edition, edition_id)
+        assert found is not None
+        controls.pause_for_fault(
+            session, found, "the SMTP relay's storage is full (452 4.3.1 Insufficient storage)"
+        )
+
+    page = html.unescape(_page(editor, edition_id))
+    assert "paused: the SMTP relay's storage is full (452 4.3.1 Insufficient storage)" in page
+    assert "it resumes by itself on" in page
+    progress = editor.get(f"/editions/{edition_id}/progress.json").get_json()
+    assert progress["status"] == "paused"
+    assert "storage is full" in progress["detail"]
+    assert progress["resume_at"]
 
 
 def test_progress_reports_counts_rate_and_time_left(
