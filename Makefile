@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The suite keeps at least this share of service/ and worker/ lines covered (in-process runs only).
 COVERAGE_FLOOR ?= 90
 
-.PHONY: install demo test faults lock audit lint typecheck bench clean \
+.PHONY: install axe demo test faults lock audit lint typecheck bench clean \
 	messages messages-extract messages-update messages-compile
 
 # pyproject.toml says which versions work (lower bounds); requirements.lock pins the exact
@@ -20,6 +20,16 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PY) -m pip install -q -c $(LOCK) -e '.[test]'
 	touch $@
 
+# axe-core for the accessibility checks of tests/browser, pinned by its package-lock.json
+# (README, "Accessibility"); `make test` fails here, loudly, without node and npm.
+AXE_DIR := tests/browser/axe
+$(AXE_DIR)/node_modules/.package-lock.json: $(AXE_DIR)/package.json $(AXE_DIR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: apt-get install nodejs npm (the browser tests run axe-core)"; exit 1; }
+	npm ci --prefix $(AXE_DIR) --ignore-scripts --no-audit --no-fund
+	touch $@
+
+axe: $(AXE_DIR)/node_modules/.package-lock.json
+
 install: $(VENV)/.installed
 
 ## make demo: install, start web + worker + SMTP sink on SQLite, send the sample edition, keep serving
@@ -27,7 +37,7 @@ demo: install
 	$(VENV)/bin/hebdo demo --port $(PORT)
 
 ## make test: install, lint, type-check and run the whole suite (SQLite and PostgreSQL, Redis, Chromium)
-test: install lint typecheck
+test: install axe lint typecheck
 	$(PY) -m pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
 
 ## make faults: the fault table (tests/faults): servers die, restart or misbehave, and
@@ -92,4 +102,4 @@ messages-compile: install
 	$(PYBABEL) compile -d $(TRANSLATIONS) -D messages --statistics
 
 clean:
-	rm -rf $(VENV) $(AUDIT_VENV) instance test-artifacts *.egg-info
+	rm -rf $(VENV) $(AUDIT_VENV) $(AXE_DIR)/node_modules instance test-artifacts *.egg-info
