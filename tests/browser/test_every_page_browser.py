@@ -16,6 +16,7 @@ the page, the rule and the nodes.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -318,3 +319,83 @@ def test_no_page_scrolls_sideways_at_320_px(
     context.close()
     print(f"{len(pages)} pages at 320 px as {role}: {sorted(pages)}")
     assert not wide, "\n".join(wide)
+
+
+# Each stop of the Tab key: the focused element, its outline ("auto" for the browser's own
+# ring) and border, and the colour behind it (the first ancestor with an opaque background).
+FOCUS_STOP = """() => {
+  const e = document.activeElement;
+  if (!e || e === document.body) return null;
+  const s = getComputedStyle(e);
+  let behind = 'rgb(255, 255, 255)';
+  for (let p = e.parentElement; p; p = p.parentElement) {
+    const c = getComputedStyle(p).backgroundColor;
+    if (c && c !== 'transparent' && !c.startsWith('rgba(0, 0, 0, 0')) { behind = c; break; }
+  }
+  const field = e.matches('input:not([type=checkbox]):not([type=radio]):not([type=hidden]),'
+    + ' select, textarea');
+  const ring = s.outlineStyle === 'auto' ? 'auto'
+    : s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2 ? s.outlineColor : null;
+  return {
+    name: e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.name ? `[name=${e.name}]` : '')
+      + (e.getAttribute('href') ? `[href=${e.getAttribute('href').slice(0, 60)}]` : ''),
+    key: e.outerHTML.slice(0, 300) + (e.textContent || '').slice(0, 80),
+    ring,
+    border: field && parseFloat(s.borderTopWidth) > 0 ? s.borderTopColor : null,
+    behind,
+  };
+}"""
+TAB_STOPS = 40
+
+
+def _luminance(colour: str) -> float:
+    red, green, blue = (int(float(v)) / 255 for v in re.findall(r"[\d.]+", colour)[:3])
+
+    def channel(c: float) -> float:
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(red) + 0.7152 * channel(green) + 0.0722 * channel(blue)
+
+
+def contrast(one: str, other: str) -> float:
+    """WCAG's contrast ratio of two CSS rgb() colours."""
+    light, dark = sorted((_luminance(one), _luminance(other)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_every_focus_ring_and_field_border_reaches_3_to_1(
+    browser: Browser, seeded_site: tuple[str, dict[str, Found]], role: str
+) -> None:
+    """WCAG 1.4.11 by keyboard: each Tab stop shows a ring, rings and field borders at 3:1."""
+    base_url, found = seeded_site
+    context = _context(browser, base_url, role, 1200)
+    page = context.new_page()
+    weak: list[str] = []
+    stops = 0
+    for rule, path in sorted(found[role].pages.items()):
+        page.goto(base_url + path)
+        page.wait_for_load_state("load")
+        seen: set[str] = set()
+        for _ in range(TAB_STOPS):
+            page.keyboard.press("Tab")
+            stop = page.evaluate(FOCUS_STOP)
+            if stop is None or page.evaluate("() => document.activeElement.tagName") == "IFRAME":
+                break
+            if stop["key"] in seen:  # round the page once: focus is back where it started
+                break
+            seen.add(stop["key"])
+            stops += 1
+            where = f"{path} ({rule}) {stop['name']}"
+            if stop["ring"] is None:
+                weak.append(f"{where}: no visible focus ring")
+            # "auto" is Chromium's own two-colour ring (the email's pages keep it), made
+            # to show on any background.
+            elif stop["ring"] != "auto" and contrast(stop["ring"], stop["behind"]) < 3:
+                weak.append(f"{where}: ring {stop['ring']} on {stop['behind']}")
+            if stop["border"] and contrast(stop["border"], stop["behind"]) < 3:
+                weak.append(f"{where}: border {stop['border']} on {stop['behind']}")
+    context.close()
+    print(f"{stops} focus stops checked as {role}")
+    assert stops > 0
+    assert not weak, "\n".join(weak)
