@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The suite keeps at least this share of service/ and worker/ lines covered (in-process runs only).
 COVERAGE_FLOOR ?= 90
 
-.PHONY: install demo test faults lock audit lint typecheck bench clean \
+.PHONY: install axe vnu demo test faults lock audit lint typecheck bench clean \
 	messages messages-extract messages-update messages-compile
 
 # pyproject.toml says which versions work (lower bounds); requirements.lock pins the exact
@@ -20,22 +20,38 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PY) -m pip install -q -c $(LOCK) -e '.[test]'
 	touch $@
 
-# The Nu Html Checker (vnu.jar, from npm, pinned by tools/vnu/package-lock.json) that the
-# email HTML test runs on Java; --ignore-scripts: the jar ships in the package, and its
-# install script would only try to download a Java runtime.
+# Node packages the tests use (not the demo): `make test` fails here, loudly, without npm.
+# --ignore-scripts: each package ships what we use; vnu-jar's install script would only try
+# to download a Java runtime.
+NPM_CI := npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# The Nu Html Checker (vnu.jar, pinned by tools/vnu/package-lock.json) that the email HTML
+# test runs on Java.
 VNU := tools/vnu/node_modules/.installed
 $(VNU): tools/vnu/package.json tools/vnu/package-lock.json
-	npm ci --prefix tools/vnu --ignore-scripts --no-audit --no-fund --loglevel=error
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: apt-get install nodejs npm (the email HTML test runs vnu.jar)"; exit 1; }
+	$(NPM_CI) --prefix tools/vnu
 	touch $@
 
-install: $(VENV)/.installed $(VNU)
+# axe-core for the accessibility checks of tests/browser, pinned by its package-lock.json
+# (README, "Accessibility").
+AXE_DIR := tests/browser/axe
+$(AXE_DIR)/node_modules/.package-lock.json: $(AXE_DIR)/package.json $(AXE_DIR)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: apt-get install nodejs npm (the browser tests run axe-core)"; exit 1; }
+	$(NPM_CI) --prefix $(AXE_DIR)
+	touch $@
+
+axe: $(AXE_DIR)/node_modules/.package-lock.json
+vnu: $(VNU)
+
+install: $(VENV)/.installed
 
 ## make demo: install, start web + worker + SMTP sink on SQLite, send the sample edition, keep serving
 demo: install
 	$(VENV)/bin/hebdo demo --port $(PORT)
 
 ## make test: install, lint, type-check and run the whole suite (SQLite and PostgreSQL, Redis, Chromium)
-test: install lint typecheck
+test: install axe vnu lint typecheck
 	$(PY) -m pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
 
 ## make faults: the fault table (tests/faults): servers die, restart or misbehave, and
@@ -105,4 +121,4 @@ messages-compile: install
 	$(PYBABEL) compile -d $(TRANSLATIONS) -D messages --statistics
 
 clean:
-	rm -rf $(VENV) $(AUDIT_VENV) instance test-artifacts *.egg-info
+	rm -rf $(VENV) $(AUDIT_VENV) $(AXE_DIR)/node_modules instance test-artifacts *.egg-info

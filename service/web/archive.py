@@ -7,6 +7,7 @@ no tracked links, no token. A sent edition no longer changes, so its rendering
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -119,7 +120,24 @@ def edition(slug: str, number: int) -> Markup:
     )
     if found is None:
         abort(404)
-    return Markup(archive_html(found))  # noqa: S704 - our own template over sanitised Markdown
+    page = with_main_landmark(archive_html(found))
+    return Markup(page)  # noqa: S704 - our own template over sanitised Markdown
+
+
+_BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+
+
+def with_main_landmark(html: str) -> str:
+    """The email's HTML with its body inside <main>, for the web page only.
+
+    A mail client ignores landmarks (and some strip <main>), so the email keeps
+    its bytes; a web page needs one for screen readers to jump to the content.
+    """
+    opened = _BODY_OPEN.search(html)
+    closing = html.lower().rfind("</body>")
+    if opened is None or closing < opened.end():
+        return html
+    return f"{html[: opened.end()]}<main>{html[opened.end() : closing]}</main>{html[closing:]}"
 
 
 def _tag(base_url: str, newsletter: Newsletter, path: str) -> str:

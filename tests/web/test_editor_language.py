@@ -38,7 +38,7 @@ def _log_in(client: FlaskClient, login_path: str = "/login") -> None:
 
 
 def _nav(html: str) -> str:
-    match = re.search(r"<nav>(.*?)</nav>", html, re.DOTALL)
+    match = re.search(r"<nav\b[^>]*>(.*?)</nav>", html, re.DOTALL)
     assert match, "no navigation on the page"
     return match[1]
 
