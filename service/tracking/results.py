@@ -28,7 +28,7 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -44,6 +44,8 @@ from service.models import (
     EditionStatus,
     Event,
     EventKind,
+    Subscription,
+    utcnow,
 )
 
 DAYS = 7
@@ -430,3 +432,70 @@ def items_csv(results: EditionResults) -> str:
 def _cell(value: str) -> str:
     # A cell starting with = + - @ runs as a formula in spreadsheets (CSV injection).
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+@dataclass
+class Week:
+    start: date  # Monday (UTC)
+    new: int  # subscriptions started that week (pending or confirmed)
+    confirmed: int  # confirmations that week
+    unsubscribed: int
+    bounced: int  # readers whose address hard-bounced that week
+    readers: int  # confirmed readers at the end of the week (not left, not bounced)
+
+
+def subscribers_by_week(
+    session: Session, newsletter_id: int, *, weeks: int = 12, now: datetime | None = None
+) -> list[Week]:
+    """The newsletter's audience over the last `weeks` weeks, oldest first."""
+    now = now or utcnow()
+    this_monday = now.date() - timedelta(days=now.weekday())
+    starts = [this_monday - timedelta(weeks=weeks - 1 - n) for n in range(weeks)]
+    bounced_at = dict(
+        session.execute(
+            select(Event.subscriber_id, func.min(Event.created_at))
+            .join(Edition, Edition.id == Event.edition_id)
+            .where(
+                Edition.newsletter_id == newsletter_id,
+                Event.kind == EventKind.BOUNCE,
+                Event.value == "hard",
+                Event.subscriber_id.is_not(None),
+            )
+            .group_by(Event.subscriber_id)
+        ).all()
+    )
+    rows = session.execute(
+        select(
+            Subscription.subscriber_id,
+            Subscription.created_at,
+            Subscription.confirmed_at,
+            Subscription.unsubscribed_at,
+        ).where(Subscription.newsletter_id == newsletter_id)
+    ).all()
+    result = []
+    for start in starts:
+        begin = datetime.combine(start, time(0), tzinfo=UTC)
+        end = begin + timedelta(weeks=1)
+
+        def within(moment: datetime | None, begin: datetime = begin, end: datetime = end) -> bool:
+            return moment is not None and begin <= moment < end
+
+        def reading(row: Any, end: datetime = end) -> bool:
+            gone = [row.unsubscribed_at, bounced_at.get(row.subscriber_id)]
+            return (
+                row.confirmed_at is not None
+                and row.confirmed_at < end
+                and not any(g is not None and g < end for g in gone)
+            )
+
+        result.append(
+            Week(
+                start=start,
+                new=sum(1 for r in rows if within(r.created_at)),
+                confirmed=sum(1 for r in rows if within(r.confirmed_at)),
+                unsubscribed=sum(1 for r in rows if within(r.unsubscribed_at)),
+                bounced=sum(1 for r in rows if within(bounced_at.get(r.subscriber_id))),
+                readers=sum(1 for r in rows if reading(r)),
+            )
+        )
+    return result

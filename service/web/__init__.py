@@ -15,6 +15,7 @@ from service.web import (
     preview,
     public,
     reader,
+    results,
     subscribers,
 )
 from service.web.i18n import _
@@ -29,6 +30,7 @@ def register(app: Flask) -> None:
         dashboard,
         outbox,
         reader,
+        results,
         subscribers,
         preview,
         composer,

@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.cli import cli
 from service.config import Settings
 from service.editions import store
-from service.models import Actor, Delivery, Edition, Event, EventKind
+from service.models import Actor, Delivery, Edition, Event, EventKind, Newsletter
 from service.sending import loop
+from service.team import editors
 from tests import factories
 from tests.support.smtp import RecordedMessage, RecordingSmtpServer
 
@@ -120,7 +121,9 @@ class Sent:
         """The relay accepted reader n's message this long ago."""
         with self.sessions.begin() as session:
             delivery = session.scalars(
-                select(Delivery).where(Delivery.email == self.reader(n))
+                select(Delivery).where(
+                    Delivery.email == self.reader(n), Delivery.edition_id == self.edition_id
+                )
             ).one()
             assert delivery.sent_at is not None
             delivery.sent_at = delivery.sent_at - timedelta(seconds=seconds)
@@ -135,7 +138,9 @@ class Sent:
         self.delivered_ago(n, seconds)
         with self.sessions.begin() as session:
             delivery_id = session.scalars(
-                select(Delivery.id).where(Delivery.email == self.reader(n))
+                select(Delivery.id).where(
+                    Delivery.email == self.reader(n), Delivery.edition_id == self.edition_id
+                )
             ).one()
             events = session.scalars(select(Event).where(Event.delivery_id == delivery_id)).all()
             for event in events:
@@ -158,20 +163,28 @@ def send(
     smtp_server: RecordingSmtpServer,
     *,
     readers: int = 6,
-    tracking: bool = True,
 ) -> Sent:
-    """Send the sample edition, with a second link in the first news item, over SMTP."""
+    """Send the sample edition, with a second link in the first news item, over SMTP.
+
+    The newsletter and its readers are made the first time; later calls send its next edition.
+    """
     data = factories.sample_data()
     data["items"][0]["body"] += f"\n\nVoir aussi [l'annexe]({EXTRA_LINK})."
+    smtp_server.clear()
     with sessions.begin() as session:
-        letter = factories.newsletter(session)
-        letter.tracking = tracking
-        factories.readers(session, letter, readers)
+        letter = session.scalars(select(Newsletter).where(Newsletter.slug == "lettre")).first()
+        if letter is None:
+            letter = factories.newsletter(session)
+            factories.readers(session, letter, readers)
         edition = store.create(session, letter, data)
         factories.begin_sending(session, settings, edition, batch_size=50)
         edition_id, links = edition.id, list(edition.tracked_links)
-    assert loop.send_pending(sessions, settings, edition_id).sent == readers
-    mail = {m.rcpt_tos[0]: m for m in smtp_server.wait_for(readers)}
+    with sessions() as session:
+        expected = len(
+            session.scalars(select(Delivery.id).where(Delivery.edition_id == edition_id)).all()
+        )
+    assert loop.send_pending(sessions, settings, edition_id).sent == expected
+    mail = {m.rcpt_tos[0]: m for m in smtp_server.wait_for(expected)}
     return Sent(app, sessions, settings, env, edition_id, links, mail)
 
 
@@ -305,3 +318,117 @@ def test_reclassify_applies_changed_rules_to_stored_events(
     # Two pixels, the scanner's clicks and answers; and Gmail's open gets its own rule back.
     assert changed == 2 + 2 * len(sent.links) + 2 + 1
     assert sent.results()["opens"]["machine"] == 2
+
+
+def editor(app: Flask, sessions: sessionmaker[Session]) -> FlaskClient:
+    """A client logged in as an editor."""
+    client = app.test_client()
+    with sessions.begin() as session:
+        found = editors.create(session, "redaction@hebdo.example", "un mot de passe solide")
+        token = editors.open_session(session, found)
+    with client.session_transaction() as cookie:
+        cookie["sid"] = token
+    return client
+
+
+def cells(page: str) -> dict[str, str]:
+    """The summary's figures by their data-key, as the page shows them."""
+    return {
+        key: " ".join(html.unescape(value).split())
+        for key, value in re.findall(r'<td data-key="([\w.]+)">(.*?)</td>', page, re.DOTALL)
+    }
+
+
+def test_results_page_shows_the_same_figures_with_charts_and_tables(
+    sent: Sent, app: Flask, sessions: sessionmaker[Session], settings: Settings,
+    env: dict[str, str], smtp_server: RecordingSmtpServer,
+) -> None:  # fmt: skip
+    act(sent)
+    first = sent.edition_id
+    # The next edition (r5 left): only the Gmail reader opens it.
+    second = send(app, sessions, settings, env, smtp_server)
+    second.delivered_ago(1, 3600)
+    second.get(second.urls(1, "pixel")[0], GMAIL_PROXY)
+    client = editor(app, sessions)
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+
+    page = client.get(f"/editions/{first}/results?lang=en").get_data(as_text=True)
+    shown = cells(page)
+    assert shown["delivered"] == "6"
+    assert shown["opens.human_unique"] == "3 · 50.0%"
+    assert shown["opens.machine"] == "2"
+    assert shown["clicks.human_unique"] == "3 · 50.0%"
+    assert shown["clicks.human_total"] == "5"
+    assert shown["clicks.machine"] == str(2 * len(sent.links))
+    assert shown["feedback"] == "1 / 0 · 100.0%"
+    assert shown["unsubscribes"] == "1 (1 / 0)"
+    assert page.count('<svg role="img"') == 3  # days, items, editions side by side
+    assert "<script" not in page
+    for section in ("days", "items", "history"):
+        assert f'id="{section}"' in page
+    assert EXTRA_LINK in page  # the links of each item, in the table
+
+    page = client.get(f"/editions/{second.edition_id}/results?lang=en").get_data(as_text=True)
+    history = page[page.index('id="history"') :]
+    rows = re.findall(r"<tr><th scope=\"row\">(.*?)</tr>", history, re.DOTALL)
+    assert [re.sub(r"<[^>]+>", "", r).split()[:2] for r in rows] == [["No.", "2"], ["No.", "1"]]
+    assert "20.0%" in rows[0]  # 1 of the 5 still subscribed
+    assert "50.0%" in rows[1]
+    assert f'href="/editions/{first}/results"' in rows[1]
+
+    csv_response = client.get(f"/editions/{first}/results.csv")
+    assert csv_response.status_code == 200
+    assert csv_response.mimetype == "text/csv"
+    lines = csv_response.get_data(as_text=True).splitlines()
+    assert lines[0] == "edition,position,item,link_index,url,human_unique,human_total,machine"
+    extra_index = sent.links.index(EXTRA_LINK)
+    assert lines[1].startswith(f"{first},1,")
+    assert lines[1].endswith(",,,2,4,4")
+    assert lines[2].endswith(f",{extra_index},{EXTRA_LINK},1,1,2")
+
+    audience = client.get("/newsletters/lettre/audience?lang=en").get_data(as_text=True)
+    assert audience.count('<svg role="img"') == 2
+    this_week = re.findall(r"<tr><th scope=\"row\">[\d-]+</th>(.*?)</tr>", audience)[-1]
+    # Six readers, one of whom left this week: five readers, six new, one unsubscribed.
+    assert re.findall(r"<td>(\d+)</td>", this_week) == ["5", "6", "6", "1", "0"]
+
+    assert client.get("/editions/999999/results").status_code == 404
+    assert client.get("/newsletters/nothing/audience").status_code == 404
+    visitor = app.test_client()
+    assert visitor.get(f"/editions/{first}/results").status_code in (302, 303)
+    assert visitor.get(f"/editions/{first}/results.csv").status_code in (302, 303)
+
+
+def test_tracking_off_sends_no_pixel_and_no_tracked_links(
+    app: Flask, sessions: sessionmaker[Session], settings: Settings,
+    env: dict[str, str], smtp_server: RecordingSmtpServer,
+) -> None:  # fmt: skip
+    with sessions.begin() as session:
+        factories.readers(session, factories.newsletter(session), 2)
+    result = CliRunner(env=env).invoke(cli, ["newsletters", "tracking", "lettre", "off"])
+    assert result.exit_code == 0, result.output
+    sent = send(app, sessions, settings, env, smtp_server, readers=2)
+    for address in (sent.reader(0), sent.reader(1)):
+        message = sent.mail[address].parsed()
+        for kind in ("html", "plain"):
+            part = message.get_body((kind,))
+            assert part is not None
+            body = html.unescape(part.get_content())
+            assert "/o/" not in body
+            assert "/c/" not in body
+        assert sent.urls(0, "pixel") == []
+        assert sent.urls(0, "click") == []
+        html_part = message.get_body(("html",))
+        assert html_part is not None
+        assert f'href="{EXTRA_LINK}"' in html_part.get_content()  # the link itself, untouched
+        assert sent.urls(0, "feedback")  # the reader's own answer still works
+    data = sent.results()
+    assert data["tracking"] is False
+    assert data["delivered"] == 2
+    client = editor(app, sessions)
+    page = client.get(f"/editions/{sent.edition_id}/results?lang=en").get_data(as_text=True)
+    assert 'id="tracking-off"' in page
+    assert "opens.human_unique" not in page  # no zeros where nothing could be known
+    assert 'id="items"' not in page
+    listed = CliRunner(env=env).invoke(cli, ["newsletters", "list", "--json"])
+    assert json.loads(listed.output)[0]["tracking"] is False
