@@ -63,12 +63,15 @@ def edition(edition_id: int) -> str:
         )
         chart_items = charts.bar(
             _("Clicks per news item"),
-            [_item_label(item) for item in groups],
+            # Numbers under the bars; the table below names each item and its links.
+            [
+                _("Item {n}", n=item.position) if item.position else _("Other links")
+                for item in groups
+            ],
             [
                 (_("Readers who clicked"), [item.clicks.human_unique for item in groups]),
                 (_("Machine clicks"), [item.clicks.machine for item in groups]),
             ],
-            horizontal=True,
         )
     oldest_first = list(reversed(history))
     chart_history = charts.bar(
