@@ -17,6 +17,7 @@ from service.web import (
     reader,
     results,
     subscribers,
+    webhooks,
 )
 from service.web.i18n import _
 
@@ -34,6 +35,7 @@ def register(app: Flask) -> None:
         subscribers,
         preview,
         composer,
+        webhooks,
     ):
         app.register_blueprint(module.blueprint)
     i18n.init_app(app)
