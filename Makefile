@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The suite keeps at least this share of service/ and worker/ lines covered (in-process runs only).
 COVERAGE_FLOOR ?= 90
 
-.PHONY: install axe vnu demo test faults lock audit lint typecheck bench clean \
+.PHONY: install axe vnu demo test faults lock audit lint typecheck bench bench-tracking clean \
 	messages messages-extract messages-update messages-compile
 
 # pyproject.toml says which versions work (lower bounds); requirements.lock pins the exact
@@ -100,6 +100,11 @@ bench: install
 	$(PY) -m bench.table --subscribers $(BENCH_SUBSCRIBERS) --workers 2
 	$(PY) -m bench.dkim_bench
 	$(PY) -m bench.import_bench
+	$(PY) -m bench.tracking_bench
+
+## make bench-tracking: load on the pixel and the click under gunicorn (needs wrk)
+bench-tracking: install
+	$(PY) -m bench.tracking_bench
 
 ## make messages: gather the messages of code and templates, merge them into every
 ## language's .po, compile the .mo files (see README, "Translations")

@@ -84,6 +84,13 @@ class Settings:
     email_templates_path: Path = field(default=PROJECT_ROOT / "templates" / "email")
     maildir_path: Path | None = None  # where the embedded sink keeps mail (Outbox page)
     proxies: int = 0  # reverse proxies in front of the web app (trust their X-Forwarded-*)
+    # Bounce webhooks of relays that report over HTTP; each is off (404) until configured.
+    mailgun_signing_key: str | None = None
+    postmark_webhook_secret: str | None = None  # the password of the webhook URL's Basic auth
+    sendgrid_public_key: str | None = None  # base64 DER of the Event Webhook's ECDSA key
+    ses_topic_arns: tuple[str, ...] = ()  # SNS topics whose notifications are believed
+    # Where SNS signing certificates may come from (tests point it at their own server).
+    sns_cert_url_pattern: str = r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+\.pem"
     testing: bool = False
 
     @classmethod
@@ -122,6 +129,13 @@ class Settings:
             dkim_ed25519_private_key_path=Path(ed25519_key) if ed25519_key else None,
             maildir_path=Path(env.get("HEBDO_MAILDIR", str(instance / "maildir"))),
             proxies=int(env.get("HEBDO_PROXIES", "0")),
+            mailgun_signing_key=env.get("MAILGUN_WEBHOOK_SIGNING_KEY") or None,
+            postmark_webhook_secret=env.get("POSTMARK_WEBHOOK_SECRET") or None,
+            sendgrid_public_key=env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
+            ses_topic_arns=tuple(
+                arn.strip() for arn in env.get("SES_SNS_TOPIC_ARNS", "").split(",") if arn.strip()
+            ),
+            sns_cert_url_pattern=env.get("HEBDO_SNS_CERT_URL_PATTERN") or cls.sns_cert_url_pattern,
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -95,3 +95,14 @@ def get_by_slug(session: Session, slug: str) -> Newsletter:
 def list_all(session: Session) -> list[Newsletter]:
     """Every newsletter, by name."""
     return list(session.scalars(select(Newsletter).order_by(Newsletter.name)))
+
+
+def set_tracking(session: Session, slug: str, on: bool) -> Newsletter:
+    """Turn open and click tracking on or off for editions frozen from now on.
+
+    Editions already sent keep what they went out with (service.editions.store.is_tracked).
+    """
+    newsletter = get_by_slug(session, slug)
+    newsletter.tracking = on
+    session.flush()
+    return newsletter

@@ -159,9 +159,17 @@ def suppress(
 
 
 def record_hard_bounce(
-    session: Session, email: str, detail: str, *, delivery_id: int | None = None
+    session: Session,
+    email: str,
+    detail: str,
+    *,
+    delivery_id: int | None = None,
+    source_key: str | None = None,
 ) -> None:
-    """A permanent SMTP refusal: suppress the address everywhere and note the bounce."""
+    """A permanent SMTP refusal: suppress the address everywhere and note the bounce.
+
+    source_key names a relay's report (webhooks), so the same report is kept once.
+    """
 
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
     edition_id = None
@@ -178,6 +186,7 @@ def record_hard_bounce(
             subscriber_id=subscriber.id if subscriber else None,
             value="hard",
             detail={"reply": detail[:500]},
+            source_key=source_key,
         )
     )
     session.flush()

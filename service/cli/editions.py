@@ -18,6 +18,7 @@ from service.cli.context import ID, CliContext
 from service.editions import store
 from service.models import Edition
 from service.sending import controls, outbox, schedule
+from service.tracking import classify, results
 
 pass_context = click.make_pass_decorator(CliContext)
 
@@ -333,3 +334,50 @@ def _still_held(settled: controls.Settled) -> None:
             "still move by that many",
             err=True,
         )
+
+
+@editions_group.command("results")
+@click.argument("edition_id", type=ID)
+@click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the per-item and per-link figures.")
+@pass_context
+def results_command(ctx: CliContext, edition_id: int, as_json: bool, as_csv: bool) -> None:
+    """Print what happened to an edition: deliveries, human and machine opens and clicks."""
+    with ctx.sessions() as session:
+        _edition(session, edition_id)
+        figures = results.edition_results(session, edition_id)
+    if as_json:
+        click.echo(json.dumps(results.as_json(figures), ensure_ascii=False, indent=2))
+        return
+    if as_csv:
+        click.echo(results.items_csv(figures), nl=False)
+        return
+    data = results.as_json(figures)
+    click.echo(f"edition {figures.number} (id {figures.edition}): {_printable(figures.title)}")
+    click.echo(
+        f"delivered {figures.delivered}, failed {figures.failed}, bounced {figures.bounced}"
+        f" (hard {figures.hard_bounces}, soft {figures.soft_bounces}),"
+        f" complaints {figures.complaints}, unsubscribes {figures.unsubscribes}"
+    )
+    if not figures.tracked:
+        click.echo("tracking was off for this edition: no opens or clicks were recorded")
+        return
+    opens, clicks = data["opens"], data["clicks"]
+    click.echo(f"opens: {opens['human_unique']} readers (machine fetches {opens['machine']})")
+    click.echo(
+        f"clicks: {clicks['human_unique']} readers, {clicks['human_total']} clicks"
+        f" (machine {clicks['machine']})"
+    )
+    click.echo(f"feedback: yes {figures.feedback_yes}, no {figures.feedback_no}")
+
+
+@editions_group.command("reclassify")
+@click.argument("edition_ids", type=ID, nargs=-1, required=True)
+@pass_context
+def reclassify_command(ctx: CliContext, edition_ids: tuple[int, ...]) -> None:
+    """Re-apply the human/machine rules to the stored events of these editions."""
+    with ctx.transaction() as session:
+        for edition_id in edition_ids:
+            _edition(session, edition_id)
+        changed = classify.reapply(session, edition_ids)
+    click.echo(f"{changed} events changed class")

@@ -67,6 +67,7 @@ def list_command(ctx: CliContext, as_json: bool) -> None:
                 "name": n.name,
                 "language": n.language,
                 "sender": n.sender_email,
+                "tracking": n.tracking,
             }
             for n in newsletters.list_all(session)
         ]
@@ -75,3 +76,17 @@ def list_command(ctx: CliContext, as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['slug']:<24} {row['language']}  {row['name']}  <{row['sender']}>")
+
+
+@newsletters_group.command("tracking")
+@click.argument("slug")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@pass_context
+def tracking_command(ctx: CliContext, slug: str, state: str) -> None:
+    """Turn the open pixel and click tracking ON or OFF for the next editions."""
+    with ctx.transaction() as session:
+        try:
+            newsletters.set_tracking(session, slug, state == "on")
+        except newsletters.UnknownNewsletter as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"tracking {state} for {slug} (editions frozen from now on)")

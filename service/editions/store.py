@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from service.editions import schema
 from service.editions.schema import EditionError as EditionError
 from service.editions.schema import EditionInvalid as EditionInvalid
-from service.mail.render import RenderedEdition, render_edition
+from service.mail.render import OPEN_TOKEN, TOKEN, RenderedEdition, render_edition
 from service.models import Edition, EditionStatus, NewsItem, Newsletter, utcnow
 from service.sending import lifecycle
 
@@ -108,6 +108,12 @@ def freeze(session: Session, edition: Edition, *, base_url: str, templates_path:
     edition.tracked_links = rendered.tracked_links
     edition.rendered_at = utcnow()
     session.flush()
+
+
+def is_tracked(edition: Edition) -> bool:
+    """Whether the edition went out with the open pixel (tracking on when it was frozen)."""
+    html = edition.rendered_html or ""
+    return OPEN_TOKEN in html or f"/o/{TOKEN}.gif" in html
 
 
 def get(session: Session, edition_id: int) -> Edition:

@@ -65,6 +65,7 @@ class PublicUrls:
 
     base_url: str
     personal: bool  # False: the archive copy, which carries no personal link
+    tracking: bool = True  # False: the newsletter's tracking is off, no open pixel
 
     def as_context(self, web_version: str) -> dict[str, str | None]:
         """The `urls` mapping the email templates expect."""
@@ -84,7 +85,7 @@ class PublicUrls:
             "web_version": web_version,
             "feedback_yes": public_url(base, "feedback", token=FEEDBACK_TOKEN, answer="yes"),
             "feedback_no": public_url(base, "feedback", token=FEEDBACK_TOKEN, answer="no"),
-            "open_pixel": public_url(base, "open", token=OPEN_TOKEN),
+            "open_pixel": public_url(base, "open", token=OPEN_TOKEN) if self.tracking else None,
         }
 
 
@@ -284,12 +285,15 @@ def render_edition(
 
     With personal=True the links carry the placeholder of their purpose and
     outbound links are tracked; with personal=False (the web archive) nothing is personal.
+    A newsletter with tracking off gets neither the open pixel nor rewritten links
+    (feedback and unsubscribe links stay: the reader acts on them on purpose).
     """
+    tracking = personal and newsletter.tracking is not False
     env = environment(templates_path)
     web_version = public_url(
         base_url, "archive_edition", slug=newsletter.slug, number=edition.number
     )
-    urls = PublicUrls(base_url, personal).as_context(web_version)
+    urls = PublicUrls(base_url, personal, tracking).as_context(web_version)
     context = build_context(edition, newsletter, base_url, urls)
     if not personal:
         context["greeting"] = Markup("")
@@ -297,7 +301,7 @@ def render_edition(
     css = (templates_path / "edition" / "style.css").read_text(encoding="utf-8")
     html_body = inline_css(env.get_template("edition/body.html").render(context), css)
     links: list[str] = []
-    if personal:
+    if tracking:
         html_body, links = track_links(html_body, base_url, CLICK_TOKEN)
     text_body = env.get_template("edition/body.txt").render(context)
     return RenderedEdition(

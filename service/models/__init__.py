@@ -5,7 +5,7 @@ from service.models.confirmation import ConfirmationMail, ConfirmationStatus
 from service.models.delivery import Delivery, DeliveryStatus
 from service.models.edition import Edition, EditionStatus, NewsItem
 from service.models.editor import Editor, EditorRole, EditorSession
-from service.models.event import Event, EventKind
+from service.models.event import Actor, Event, EventKind
 from service.models.newsletter import Newsletter
 from service.models.ratelimit import RateWindow
 from service.models.subscriber import (
@@ -19,6 +19,7 @@ from service.models.subscriber import (
 )
 
 __all__ = [
+    "Actor",
     "ConfirmationMail",
     "ConfirmationStatus",
     "Delivery",

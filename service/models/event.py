@@ -22,9 +22,21 @@ class EventKind(enum.Enum):
     COMPLAINT = "complaint"
 
 
+class Actor(enum.Enum):
+    """Who caused an event, as service.tracking.classify decides it."""
+
+    HUMAN = "human"
+    MACHINE = "machine"
+
+
 class Event(Base):
     __tablename__ = "event"
-    __table_args__ = (Index("ix_event_edition_kind", "edition_id", "kind"),)
+    __table_args__ = (
+        Index("ix_event_edition_kind", "edition_id", "kind"),
+        Index("ix_event_delivery_kind", "delivery_id", "kind"),
+        # A report a relay sends twice (webhook retries) is recorded once.
+        Index("ix_event_source_key", "source_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[EventKind] = mapped_column(str_enum(EventKind))
@@ -42,3 +54,14 @@ class Event(Base):
     value: Mapped[str | None] = mapped_column(String(200))  # feedback yes/no, bounce code
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    # What tells a person from a machine (public links only; never the full address).
+    method: Mapped[str | None] = mapped_column(String(8))  # GET or HEAD
+    user_agent: Mapped[str | None] = mapped_column(String(400))
+    network: Mapped[str | None] = mapped_column(String(50))  # IPv4 /24 or IPv6 /48
+    # Seconds between the relay accepting the message and this event (negative: before).
+    seconds_after: Mapped[float | None]
+    actor: Mapped[Actor | None] = mapped_column(str_enum(Actor, length=10))
+    actor_rule: Mapped[str | None] = mapped_column(String(40))  # the rule that decided
+    # Provider's id of a webhook report ("ses:…", "mailgun:…"): the same report is kept once.
+    source_key: Mapped[str | None] = mapped_column(String(200))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-from sqlalchemy import String, Text, Time
+from sqlalchemy import String, Text, Time, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base
@@ -28,6 +28,8 @@ class Newsletter(Base):
     send_weekday: Mapped[int] = mapped_column(default=5)  # Monday = 0 … Saturday = 5
     send_time: Mapped[time] = mapped_column(Time, default=time(8, 0))
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Paris")
+    # Off: editions go out with no open pixel and no rewritten links (results say so).
+    tracking: Mapped[bool] = mapped_column(default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     def __repr__(self) -> str:

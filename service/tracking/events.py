@@ -8,12 +8,14 @@ endpoints stay cheap and can never be turned into an open redirect.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.audience import subscriptions
-from service.models import Delivery, Edition, Event, EventKind, Subscription
+from service.models import Delivery, Edition, Event, EventKind, Subscription, utcnow
+from service.tracking import classify
 
 
 class UnknownDelivery(LookupError):
@@ -28,12 +30,28 @@ class DeliveryRef:
     edition_id: int
     newsletter_id: int
     subscriber_id: int | None
+    sent_at: datetime | None = None  # when the relay accepted the message
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the web door saw of a public request (the address is reduced to its network)."""
+
+    method: str = "GET"
+    user_agent: str = ""
+    address: str | None = None
 
 
 def lookup(session: Session, delivery_id: int) -> DeliveryRef:
     """Resolve a delivery id from a token."""
     row = session.execute(
-        select(Delivery.id, Delivery.edition_id, Edition.newsletter_id, Delivery.subscriber_id)
+        select(
+            Delivery.id,
+            Delivery.edition_id,
+            Edition.newsletter_id,
+            Delivery.subscriber_id,
+            Delivery.sent_at,
+        )
         .join(Edition, Edition.id == Delivery.edition_id)
         .where(Delivery.id == delivery_id)
     ).first()
@@ -56,25 +74,59 @@ def _event(session: Session, ref: DeliveryRef, kind: EventKind, **values: object
     session.flush()
 
 
-def record_open(session: Session, delivery_id: int) -> None:
+def _seen_event(
+    session: Session, ref: DeliveryRef, kind: EventKind, seen: Seen, **values: object
+) -> None:
+    """Store a public-link event with its evidence and the verdict of the rules."""
+    now = utcnow()
+    network = classify.client_network(seen.address)
+    after = (now - ref.sent_at).total_seconds() if ref.sent_at is not None else None
+    agent = seen.user_agent[:400]
+    verdict = classify.classify(classify.Facts(kind, seen.method, agent, network, after))
+    _event(
+        session,
+        ref,
+        kind,
+        created_at=now,
+        method=seen.method[:8],
+        user_agent=agent,
+        network=network,
+        seconds_after=after,
+        actor=verdict.actor,
+        actor_rule=verdict.rule,
+        **values,
+    )
+    if kind != EventKind.OPEN:
+        classify.mark_burst(session, ref.delivery_id, now)
+
+
+def record_open(session: Session, delivery_id: int, seen: Seen | None = None) -> None:
     """The tracking pixel was loaded."""
-    _event(session, lookup(session, delivery_id), EventKind.OPEN)
+    _seen_event(session, lookup(session, delivery_id), EventKind.OPEN, seen or Seen())
 
 
-def record_click(session: Session, delivery_id: int, link_index: int) -> str:
+def record_click(
+    session: Session, delivery_id: int, link_index: int, seen: Seen | None = None
+) -> str:
     """A tracked link was followed; return the target stored with the edition."""
     ref = lookup(session, delivery_id)
     links = session.scalar(select(Edition.tracked_links).where(Edition.id == ref.edition_id))
     if links is None or not 0 <= link_index < len(links):
         raise UnknownDelivery(f"no link {link_index} in edition {ref.edition_id}")
-    _event(session, ref, EventKind.CLICK, link_index=link_index)
+    _seen_event(session, ref, EventKind.CLICK, seen or Seen(), link_index=link_index)
     return str(links[link_index])
 
 
-def record_feedback(session: Session, delivery_id: int, liked: bool) -> None:
-    """The reader answered "did you like this?"; the last answer counts."""
-    _event(
-        session, lookup(session, delivery_id), EventKind.FEEDBACK, value="yes" if liked else "no"
+def record_feedback(
+    session: Session, delivery_id: int, liked: bool, seen: Seen | None = None
+) -> None:
+    """The reader answered "did you like this?"; the last human answer counts."""
+    _seen_event(
+        session,
+        lookup(session, delivery_id),
+        EventKind.FEEDBACK,
+        seen or Seen(),
+        value="yes" if liked else "no",
     )
 
 

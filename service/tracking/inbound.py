@@ -114,32 +114,70 @@ def _recipient_fields(report: Message) -> Iterator[Message]:
     yield from (g for g in groups if isinstance(g, Message) and g.get("Action"))
 
 
+def bounce_kind(
+    action: str, status_text: str, diagnostic: str
+) -> Literal["hard_bounce", "soft_bounce"]:
+    """hard_bounce or soft_bounce for one failed recipient, by the rule of the RCPT refusal.
+
+    Hard only for a permanent failure (action "failed", status 5.x.x) that says the
+    mailbox is bad (service.mail.transport.mailbox_is_bad); everything else is soft.
+    Shared by the reports read from mail and those relays post to webhooks.
+    """
+    status = enhanced_status(status_text.strip()) or enhanced_status(diagnostic.strip())
+    reply = diagnostic.partition(";")[2].strip() or diagnostic.strip()
+    code = int_or_none(reply.split(" ", 1)[0], maximum=999)
+    if status is None and code is not None and code >= 500:
+        status = enhanced_status(reply)
+    if (
+        action == "failed"
+        and status is not None
+        and status[0] == 5
+        and mailbox_is_bad(status, code)
+    ):
+        return "hard_bounce"
+    return "soft_bounce"
+
+
+def record_failure(
+    session: Session,
+    ref: events.DeliveryRef,
+    kind: Literal["hard_bounce", "soft_bounce"],
+    detail: str,
+    source_key: str | None,
+) -> InboundResult:
+    """Record a hard or soft bounce of a delivery (a hard one suppresses the address)."""
+    if kind == "hard_bounce":
+        email_address = session.scalar(select(Delivery.email).where(Delivery.id == ref.delivery_id))
+        assert email_address is not None  # lookup() found the row
+        subscriptions.record_hard_bounce(
+            session, email_address, detail, delivery_id=ref.delivery_id, source_key=source_key
+        )
+        return InboundResult("hard_bounce", ref.delivery_id, detail)
+    _event(session, ref, EventKind.BOUNCE, "soft", detail, source_key)
+    return InboundResult("soft_bounce", ref.delivery_id, detail)
+
+
+def record_complaint(
+    session: Session, ref: events.DeliveryRef, feedback_type: str, source_key: str | None
+) -> InboundResult:
+    """A spam complaint about a delivery: the reader is suppressed everywhere."""
+    return _complaint(session, ref, feedback_type, source_key)
+
+
 def _bounce(session: Session, ref: events.DeliveryRef, report: Message) -> InboundResult:
     soft: str | None = None
     for fields in _recipient_fields(report):
         action = str(fields.get("Action", "")).strip().lower()
         status_text = str(fields.get("Status", "")).strip()
-        status = enhanced_status(status_text)
         diagnostic = " ".join(str(fields.get("Diagnostic-Code", "")).split())
         detail = f"{status_text} {diagnostic}".strip()
-        if action == "failed" and status is not None and status[0] == 5:
-            reply = diagnostic.partition(";")[2].strip()
-            code = reply.split(" ", 1)[0]
-            if mailbox_is_bad(status, int_or_none(code, maximum=999)):
-                email_address = session.scalar(
-                    select(Delivery.email).where(Delivery.id == ref.delivery_id)
-                )
-                assert email_address is not None  # lookup() found the row
-                subscriptions.record_hard_bounce(
-                    session, email_address, detail, delivery_id=ref.delivery_id
-                )
-                return InboundResult("hard_bounce", ref.delivery_id, detail)
+        if bounce_kind(action, status_text, diagnostic) == "hard_bounce":
+            return record_failure(session, ref, "hard_bounce", detail, None)
         if action in ("failed", "delayed") and soft is None:
             soft = detail or action
     if soft is None:
         return InboundResult("ignored", ref.delivery_id, "the report shows no failure")
-    _event(session, ref, EventKind.BOUNCE, "soft", soft)
-    return InboundResult("soft_bounce", ref.delivery_id, soft)
+    return record_failure(session, ref, "soft_bounce", soft, None)
 
 
 def _feedback_type(message: Message) -> str:
@@ -151,7 +189,9 @@ def _feedback_type(message: Message) -> str:
     return str(value or "abuse").strip().lower()
 
 
-def _complaint(session: Session, ref: events.DeliveryRef, feedback_type: str) -> InboundResult:
+def _complaint(
+    session: Session, ref: events.DeliveryRef, feedback_type: str, source_key: str | None = None
+) -> InboundResult:
     email_address = session.scalar(select(Delivery.email).where(Delivery.id == ref.delivery_id))
     assert email_address is not None  # lookup() found the row
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email_address))
@@ -159,12 +199,17 @@ def _complaint(session: Session, ref: events.DeliveryRef, feedback_type: str) ->
         subscriber.status = SubscriberStatus.COMPLAINED
     detail = f"feedback report: {feedback_type}"
     subscriptions.suppress(session, email_address, SuppressionReason.COMPLAINT, detail=detail)
-    _event(session, ref, EventKind.COMPLAINT, feedback_type[:200], detail)
+    _event(session, ref, EventKind.COMPLAINT, feedback_type[:200], detail, source_key)
     return InboundResult("complaint", ref.delivery_id, detail)
 
 
 def _event(
-    session: Session, ref: events.DeliveryRef, kind: EventKind, value: str, detail: str
+    session: Session,
+    ref: events.DeliveryRef,
+    kind: EventKind,
+    value: str,
+    detail: str,
+    source_key: str | None = None,
 ) -> None:
     session.add(
         Event(
@@ -175,6 +220,7 @@ def _event(
             subscriber_id=ref.subscriber_id,
             value=value,
             detail={"report": detail[:500]},
+            source_key=source_key,
         )
     )
     session.flush()

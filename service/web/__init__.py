@@ -15,7 +15,9 @@ from service.web import (
     preview,
     public,
     reader,
+    results,
     subscribers,
+    webhooks,
 )
 from service.web.i18n import _
 
@@ -29,9 +31,11 @@ def register(app: Flask) -> None:
         dashboard,
         outbox,
         reader,
+        results,
         subscribers,
         preview,
         composer,
+        webhooks,
     ):
         app.register_blueprint(module.blueprint)
     i18n.init_app(app)

@@ -32,6 +32,15 @@ blueprint = Blueprint("public", __name__)
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
+def _seen() -> events.Seen:
+    """What this request says about who sent it (the domain keeps only the network)."""
+    return events.Seen(
+        method=request.method,
+        user_agent=request.headers.get("User-Agent", ""),
+        address=request.remote_addr,
+    )
+
+
 def _delivery_id(token: str, purpose: str) -> int:
     try:
         (delivery_id,) = tokens.verify_any(
@@ -72,14 +81,14 @@ def unsubscribe(token: str) -> tuple[str, int]:
 
 @blueprint.get(links.ROUTES["open"])
 def open_pixel(token: str) -> Response:
-    """Record an open and answer with a transparent GIF."""
+    """Record an open and answer with a transparent GIF (HEAD too: recorded as a machine's)."""
     status = 200
     try:
         (delivery_id,) = tokens.verify_any(
             settings().secret_key, (OPEN_PURPOSE, DELIVERY_PURPOSE), token, 1
         )
         session = db()
-        events.record_open(session, delivery_id)
+        events.record_open(session, delivery_id, _seen())
         session.commit()
     except (tokens.BadToken, events.UnknownDelivery):
         # Still the transparent GIF, so a mail client shows no broken image either way.
@@ -95,7 +104,7 @@ def click(token: str, index: int) -> Response:
     delivery_id = _delivery_id(token, CLICK_PURPOSE)
     session = db()
     try:
-        target = events.record_click(session, delivery_id, index)
+        target = events.record_click(session, delivery_id, index, _seen())
         session.commit()
     except events.UnknownDelivery:
         abort(404)
@@ -109,7 +118,7 @@ def feedback(token: str, answer: str) -> str:
     session = db()
     try:
         i18n.use_newsletter_locale(session, events.lookup(session, delivery_id).newsletter_id)
-        events.record_feedback(session, delivery_id, liked=answer == "yes")
+        events.record_feedback(session, delivery_id, liked=answer == "yes", seen=_seen())
         session.commit()
     except events.UnknownDelivery:
         abort(404)

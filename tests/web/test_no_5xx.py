@@ -13,6 +13,7 @@ route added later is covered without touching this file.
 
 from __future__ import annotations
 
+import base64
 import importlib
 import inspect
 import itertools
@@ -20,7 +21,7 @@ import pkgutil
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -402,9 +403,25 @@ def walker_app(
     settings: Settings, sessions: sessionmaker[Session]
 ) -> tuple[Flask, Seeded, sessionmaker[Session]]:
     seeded = seed(sessions, settings)
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     from service.app import create_app
 
-    app = create_app(settings)
+    # Every bounce webhook configured, so odd requests reach their checks (not a 404).
+    sendgrid = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    hooked = replace(
+        settings,
+        mailgun_signing_key="walker-key",
+        postmark_webhook_secret="walker-secret",
+        sendgrid_public_key=base64.b64encode(sendgrid).decode(),
+        ses_topic_arns=("arn:aws:sns:eu-west-1:123456789012:walker",),
+    )
+    app = create_app(hooked)
     return app, seeded, sessions
 
 
