@@ -1,10 +1,11 @@
 """The data model, one module per aggregate."""
 
 from service.models._types import utcnow
+from service.models.audit import AuditEntry
 from service.models.confirmation import ConfirmationMail, ConfirmationStatus
 from service.models.delivery import Delivery, DeliveryStatus
 from service.models.edition import Edition, EditionStatus, NewsItem
-from service.models.editor import Editor, EditorRole, EditorSession
+from service.models.editor import Editor, EditorNewsletter, EditorRole, EditorSession
 from service.models.event import Actor, Event, EventKind
 from service.models.newsletter import Newsletter
 from service.models.ratelimit import RateWindow
@@ -20,6 +21,7 @@ from service.models.subscriber import (
 
 __all__ = [
     "Actor",
+    "AuditEntry",
     "ConfirmationMail",
     "ConfirmationStatus",
     "Delivery",
@@ -27,6 +29,7 @@ __all__ = [
     "Edition",
     "EditionStatus",
     "Editor",
+    "EditorNewsletter",
     "EditorRole",
     "EditorSession",
     "Event",
