@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import Settings
 from service.db import make_engine, session_factory
 from service.numbers import DB_INT_MAX
+from service.tools import migrate
 
 # An id on the command line: past the database's INTEGER it is a usage error, not a crash.
 ID = click.IntRange(min=0, max=DB_INT_MAX)
@@ -27,8 +28,22 @@ class CliContext:
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
-        """The session factory for the configured database."""
-        return session_factory(make_engine(self.settings.database_url))
+        """The session factory for the configured database, once its schema is checked.
+
+        A database without Hebdo's tables (a new instance, another folder) or with an
+        older schema stops the command with one sentence and status 1, before any
+        query can fail with a traceback.
+        """
+        engine = make_engine(self.settings.database_url)
+        problem = migrate.schema_problem(engine)
+        if problem is not None:
+            engine.dispose()
+            raise click.ClickException(problem)
+        return session_factory(engine)
+
+    def require_schema(self) -> None:
+        """Stop with one sentence unless the database is at the migrations' head."""
+        _ = self.sessions
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

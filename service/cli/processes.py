@@ -15,7 +15,7 @@ import click
 
 from service.broker import CeleryQueue
 from service.cli.context import CliContext
-from service.config import PROJECT_ROOT
+from service.config import PROJECT_ROOT, write_instance_env
 from service.models import Edition
 from service.sending import controls, outbox
 from service.tools import migrate
@@ -75,6 +75,7 @@ def web_command(ctx: CliContext, host: str, port: int) -> None:
 
     from service.app import create_app
 
+    ctx.require_schema()
     run_simple(host, port, create_app(ctx.settings), threaded=True, use_reloader=False)
 
 
@@ -143,6 +144,9 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
     for name in ("REDIS_URL", "SECRET_KEY"):
         env.pop(name, None)
     os.environ.update(env)
+    # The sink's port is new on every run: keep it (and the links' base) in the instance,
+    # so a command pointed at this folder later, test-send say, reaches this sink.
+    write_instance_env(instance, {"SMTP_URL": env["SMTP_URL"], "BASE_URL": env["BASE_URL"]})
     ctx = CliContext()
     settings = ctx.settings
     migrate.upgrade(settings.database_url)
@@ -194,6 +198,10 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
         click.echo(f"web version:  {base}/archive/{data.newsletter_slug}/{data.edition_number}")
         click.echo(f"outbox:       {base}/outbox/")
         click.echo(f"log in as:    {data.editor_email} / {data.editor_password}")
+        click.echo(f"SMTP sink:    {env['SMTP_URL']} (saved in {instance / 'env'})")
+        shown = _shown_path(instance)
+        click.echo(f"command line: export HEBDO_INSTANCE={instance}")
+        click.echo(f"              (or hebdo --instance {shown} newsletters list)")
         if once:
             return
         click.echo("serving; press Ctrl-C to stop")
@@ -222,6 +230,14 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _shown_path(path: Path) -> str:
+    """path relative to the working directory when it lies under it (shorter to paste)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _wait_sent(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -21,3 +26,64 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database to the given revision (head by default)."""
     command.upgrade(alembic_config(database_url), revision)
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database stands against the migrations this code ships."""
+
+    current: str | None  # the revision in alembic_version, None without that table
+    head: str
+    known: bool  # whether `current` is one of the shipped revisions
+
+    @property
+    def at_head(self) -> bool:
+        """Whether the database has exactly the schema this code expects."""
+        return self.current == self.head
+
+
+def head_revision() -> str:
+    """The newest revision of the shipped migrations."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships migrations
+        raise RuntimeError("no migrations found")
+    return head
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    """Read the database's Alembic revision (raises sqlalchemy's OperationalError if the
+    database does not answer)."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    known = current is None or any(
+        revision.revision == current for revision in script.walk_revisions()
+    )
+    return SchemaState(current, head_revision(), known)
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """One sentence saying why the database cannot be used as it is, or None if it can."""
+    where = engine.url.render_as_string(hide_password=True)
+    database = engine.url.database
+    is_file = engine.url.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+    if is_file and not Path(str(database)).exists():  # connecting would create an empty file
+        return f"the database at {where} has no Hebdo schema: run `hebdo init`"
+    try:
+        state = schema_state(engine)
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        reason = " ".join(str(getattr(error, "orig", None) or error).split())
+        return f"the database at {where} does not answer: {reason}"
+    if state.current is None:
+        return f"the database at {where} has no Hebdo schema: run `hebdo init`"
+    if not state.known:
+        return (
+            f"the database at {where} has schema revision {state.current}, newer than this "
+            "version of Hebdo knows: upgrade Hebdo"
+        )
+    if not state.at_head:
+        return (
+            f"the database at {where} has an outdated Hebdo schema ({state.current}, "
+            f"expected {state.head}): run `hebdo init`"
+        )
+    return None
