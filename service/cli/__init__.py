@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
+from service.cli.check import check_command
 from service.cli.context import CliContext
+from service.cli.dkim import dkim_group
 from service.cli.editions import editions_group, send_command
 from service.cli.editors import editors_group
 from service.cli.inbound import inbound_command
@@ -54,6 +56,8 @@ for command in (
     demo_command,
     inbound_command,
     editors_group,
+    dkim_group,
+    check_command,
 ):
     cli.add_command(command)
 editions_group.add_command(test_send_command)

@@ -18,7 +18,7 @@ from service.cli.context import CliContext
 from service.config import PROJECT_ROOT, write_instance_env
 from service.models import Edition
 from service.sending import controls, outbox
-from service.tools import migrate
+from service.tools import migrate, preflight
 
 pass_context = click.make_pass_decorator(CliContext)
 
@@ -44,12 +44,25 @@ def celery_worker_argv(concurrency: int, beat: bool, instance: Path) -> list[str
     return argv
 
 
+# How long the broker check may take when web or worker starts; SMTP and DNS are left out.
+STARTUP_CHECK_TIMEOUT = 2.0
+
+
+def _startup_warnings(ctx: CliContext) -> None:
+    """Print what `hebdo check` would object to (its fast checks), without stopping."""
+    findings = preflight.run(ctx.settings, network=False, timeout=STARTUP_CHECK_TIMEOUT)
+    for finding in findings:
+        if finding.level is not preflight.Level.OK:
+            click.echo(f"warning: {finding.message} (hebdo check)", err=True)
+
+
 @click.command("worker")
 @click.option("--concurrency", "-c", type=int, default=2, help="Worker processes.")
 @click.option("--beat/--no-beat", default=False, help="Also run the scheduler (one per site).")
 @pass_context
 def worker_command(ctx: CliContext, concurrency: int, beat: bool) -> None:
     """Run a Celery worker (and optionally beat)."""
+    _startup_warnings(ctx)
     argv = celery_worker_argv(concurrency, beat, ctx.settings.instance_path)
     os.execv(sys.executable, argv)  # noqa: S606 - replace this process with the worker
 
@@ -76,6 +89,7 @@ def web_command(ctx: CliContext, host: str, port: int) -> None:
     from service.app import create_app
 
     ctx.require_schema()
+    _startup_warnings(ctx)
     run_simple(host, port, create_app(ctx.settings), threaded=True, use_reloader=False)
 
 
