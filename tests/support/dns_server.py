@@ -68,7 +68,10 @@ class DnsServer:
                 query = dns.message.from_wire(data)
             except dns.exception.DNSException:
                 continue
-            self._socket.sendto(self._answer(query).to_wire(), peer)
+            try:
+                self._socket.sendto(self._answer(query).to_wire(), peer)
+            except OSError:  # closed by __exit__ while answering
+                return
 
     def _answer(self, query: dns.message.Message) -> dns.message.Message:
         response = dns.message.make_response(query)
