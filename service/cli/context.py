@@ -34,12 +34,10 @@ class CliContext:
         older schema stops the command with one sentence and status 1, before any
         query can fail with a traceback.
         """
-        engine = make_engine(self.settings.database_url)
-        problem = migrate.schema_problem(engine)
+        problem = migrate.schema_problem(self.settings.database_url)
         if problem is not None:
-            engine.dispose()
             raise click.ClickException(problem)
-        return session_factory(engine)
+        return session_factory(make_engine(self.settings.database_url))
 
     def require_schema(self) -> None:
         """Stop with one sentence unless the database is at the migrations' head."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy
+import sqlalchemy.engine
 import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -62,18 +65,35 @@ def schema_state(engine: Engine) -> SchemaState:
     return SchemaState(current, head_revision(), known)
 
 
-def schema_problem(engine: Engine) -> str | None:
-    """One sentence saying why the database cannot be used as it is, or None if it can."""
-    where = engine.url.render_as_string(hide_password=True)
-    database = engine.url.database
-    is_file = engine.url.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+# How long the schema check waits for a PostgreSQL server that does not answer.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def schema_problem(database_url: str) -> str | None:
+    """One sentence saying why the database cannot be used as it is, or None if it can.
+
+    Reads through an engine of its own: a plain read (no `BEGIN IMMEDIATE`, unlike
+    service.db's engines), so the check never waits for a writer nor needs disk space.
+    """
+    url = sqlalchemy.engine.make_url(database_url)
+    where = url.render_as_string(hide_password=True)
+    database = url.database
+    is_file = url.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
     if is_file and not Path(str(database)).exists():  # connecting would create an empty file
         return f"the database at {where} has no Hebdo schema: run `hebdo init`"
+    connect_args = (
+        {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        if url.get_backend_name() == "postgresql"
+        else {}
+    )
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=connect_args)
     try:
         state = schema_state(engine)
     except sqlalchemy.exc.SQLAlchemyError as error:
         reason = " ".join(str(getattr(error, "orig", None) or error).split())
         return f"the database at {where} does not answer: {reason}"
+    finally:
+        engine.dispose()
     if state.current is None:
         return f"the database at {where} has no Hebdo schema: run `hebdo init`"
     if not state.known:

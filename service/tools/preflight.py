@@ -24,12 +24,14 @@ from urllib.parse import urlsplit
 import dns.exception
 import dns.resolver
 import redis
+import sqlalchemy
 import sqlalchemy.exc
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from sqlalchemy import select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 from service.config import Settings, SmtpRelay
-from service.db import make_engine, session_factory
 from service.mail import dkim_keys
 from service.models import Newsletter
 from service.tools import migrate
@@ -172,22 +174,33 @@ def check_secret_key(settings: Settings) -> list[Finding]:
 
 def check_database(settings: Settings) -> tuple[list[Finding], list[str]]:
     """The database answers and is at the migrations' head; returns the sender domains too."""
-    engine = make_engine(settings.database_url, pool_pre_ping=False)
+    problem = migrate.schema_problem(settings.database_url)
+    if problem is not None:
+        return [Finding(Level.ERROR, "database", problem)], []
+    engine = _reading_engine(settings.database_url)
     try:
-        problem = migrate.schema_problem(engine)
-        if problem is not None:
-            return [Finding(Level.ERROR, "database", problem)], []
-        with session_factory(engine)() as session:
-            senders = session.scalars(select(Newsletter.sender_email)).all()
+        with engine.connect() as connection:
+            senders = connection.scalars(select(Newsletter.sender_email)).all()
         where = engine.url.render_as_string(hide_password=True)
         message = f"the database at {where} answers, schema at {migrate.head_revision()}"
-        return [Finding(Level.OK, "database", message)], [
-            s.rpartition("@")[2].encode("idna").decode("ascii").lower() for s in senders
-        ]
+        return [Finding(Level.OK, "database", message)], [_domain_of(s) for s in senders]
     except sqlalchemy.exc.SQLAlchemyError as error:  # pragma: no cover - raced shutdown
         return [Finding(Level.ERROR, "database", f"the database failed: {error}")], []
     finally:
         engine.dispose()
+
+
+def _reading_engine(url: str) -> Engine:
+    # Plain reads: service.db's engines begin SQLite transactions IMMEDIATE (a write lock).
+    return sqlalchemy.create_engine(url, poolclass=NullPool)
+
+
+def _domain_of(address: str) -> str:
+    domain = address.rpartition("@")[2].lower()
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
 
 
 def check_broker(settings: Settings, *, timeout: float = 5.0) -> list[Finding]:
@@ -217,7 +230,7 @@ def check_broker(settings: Settings, *, timeout: float = 5.0) -> list[Finding]:
                 return [Finding(
                     Level.ERROR, "broker", f"the SQL broker {path} cannot be created in {folder}"
                 )]  # fmt: skip
-        engine = make_engine(database, pool_pre_ping=False)
+        engine = _reading_engine(database)
         try:
             with engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
