@@ -23,8 +23,11 @@ class CliContext:
 
     @cached_property
     def settings(self) -> Settings:
-        """Settings from the environment."""
-        return Settings.from_env()
+        """Settings from the environment; a value that cannot be read is one sentence."""
+        try:
+            return Settings.from_env()
+        except ValueError as bad:  # SMTP_URL of another scheme, HEBDO_BATCH_SIZE=abc …
+            raise click.ClickException(f"the configuration cannot be read: {bad}") from bad
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

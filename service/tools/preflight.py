@@ -97,6 +97,15 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def _is_unreachable_ip(host: str) -> bool:
+    # Loopback, private and link-local addresses: no reader outside reaches them.
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
 def _is_local_name(host: str) -> bool:
     host = host.lower().rstrip(".")
     return (
@@ -117,7 +126,7 @@ def check_base_url(settings: Settings) -> list[Finding]:
             f"BASE_URL {settings.base_url} is not https: mailbox providers ignore one-click "
             "unsubscribe (RFC 8058) over http; set BASE_URL=https://…",
         ))  # fmt: skip
-    if _is_ip(host) or _is_local_name(host):
+    if _is_unreachable_ip(host) or (not _is_ip(host) and _is_local_name(host)):
         findings.append(Finding(
             _default_level(settings), "base-url-host",
             f"BASE_URL points at {host or 'no host'}: readers cannot reach the links in "

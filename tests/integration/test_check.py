@@ -428,3 +428,20 @@ def test_worker_prints_the_fast_checks_as_warnings_when_it_starts(env: dict[str,
     assert any("BASE_URL http://127.0.0.1:5000 is not https" in line for line in warnings), seen
     assert any("BOUNCE_DOMAIN hebdo.localhost" in line for line in warnings), seen
     assert not any("SMTP relay" in line for line in seen), "SMTP is left to hebdo check"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "codes"),
+    [
+        ("https://lettre.example.org", ["base-url"]),
+        ("https://198.51.100.7", ["base-url-host"]),  # documentation range: not global
+        ("https://8.8.8.8", ["base-url"]),
+        ("http://lettre.example.org", ["base-url-https"]),
+        ("http://127.0.0.1:5000", ["base-url-https", "base-url-host"]),
+        ("https://hebdo.localhost", ["base-url-host"]),
+        ("https://[::1]:8000", ["base-url-host"]),
+    ],
+)
+def test_base_url_must_be_https_and_public(base_url: str, codes: list[str]) -> None:
+    settings = Settings.from_env({"BASE_URL": base_url, "SECRET_KEY": "s"})
+    assert [f.code for f in preflight.check_base_url(settings)] == codes

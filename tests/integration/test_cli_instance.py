@@ -124,3 +124,13 @@ def test_the_instance_env_file_gives_test_send_the_relay(
     (message,) = smtp_server.wait_for(1)
     assert message.rcpt_tos == ("me@example.org",)
     assert b"http://demo.test/" in message.data
+
+
+def test_an_unreadable_setting_is_one_sentence(tmp_path: Path) -> None:
+    result = hebdo(
+        {"HEBDO_INSTANCE": str(tmp_path), "SECRET_KEY": "s", "SMTP_URL": "http://relay"},
+        "check",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the configuration cannot be read: SMTP_URL must")
+    assert "Traceback" not in result.output
