@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy
@@ -45,24 +46,28 @@ class SchemaState:
         return self.current == self.head
 
 
-def head_revision() -> str:
-    """The newest revision of the shipped migrations."""
-    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+@lru_cache(maxsize=1)
+def _shipped_revisions() -> tuple[str, frozenset[str]]:
+    # Reading the migration scripts is most of a check's cost: once per process.
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    head = script.get_current_head()
     if head is None:  # pragma: no cover - the package always ships migrations
         raise RuntimeError("no migrations found")
-    return head
+    return head, frozenset(revision.revision for revision in script.walk_revisions())
+
+
+def head_revision() -> str:
+    """The newest revision of the shipped migrations."""
+    return _shipped_revisions()[0]
 
 
 def schema_state(engine: Engine) -> SchemaState:
     """Read the database's Alembic revision (raises sqlalchemy's OperationalError if the
     database does not answer)."""
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    head, shipped = _shipped_revisions()
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
-    known = current is None or any(
-        revision.revision == current for revision in script.walk_revisions()
-    )
-    return SchemaState(current, head_revision(), known)
+    return SchemaState(current, head, current is None or current in shipped)
 
 
 # How long the schema check waits for a PostgreSQL server that does not answer.
