@@ -445,3 +445,41 @@ def test_worker_prints_the_fast_checks_as_warnings_when_it_starts(env: dict[str,
 def test_base_url_must_be_https_and_public(base_url: str, codes: list[str]) -> None:
     settings = Settings.from_env({"BASE_URL": base_url, "SECRET_KEY": "s"})
     assert [f.code for f in preflight.check_base_url(settings)] == codes
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_on_postgres_and_redis_the_embedded_defaults_are_errors(
+    backend: str, env: dict[str, str]
+) -> None:
+    result = hebdo({**env, "BASE_URL": "http://hebdo.test"}, "check", "--json")
+    assert result.exit_code == 1
+    findings = {f["code"]: f for f in json.loads(result.output)["findings"]}
+    assert findings["base-url-https"]["level"] == "error"
+    assert findings["bounce-domain"]["level"] == "error"  # hebdo.localhost
+    assert findings["database"]["level"] == "ok"
+    assert findings["database"]["message"].startswith("the database at postgresql+psycopg://")
+    assert findings["broker"]["message"].endswith("answers PING")
+    assert findings["secret-key"]["level"] == "ok"
+
+
+def test_web_prints_the_fast_checks_as_warnings_when_it_starts(env: dict[str, str]) -> None:
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "web", "--port", str(port)],
+        cwd=ROOT, env={**os.environ, **env, "BOUNCE_DOMAIN": "192.0.2.1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(web.stderr or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(f":{port}" in line for line in seen):  # werkzeug's "Running on …"
+            assert web.poll() is None, "".join(seen)
+            assert time.monotonic() < deadline, "".join(seen)
+            time.sleep(0.2)
+    finally:
+        web.send_signal(signal.SIGTERM)
+        web.wait(timeout=30)
+    assert "warning: BOUNCE_DOMAIN 192.0.2.1 is not a public domain" in "".join(seen)
