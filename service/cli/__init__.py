@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from service.cli.audit import audit_command
 from service.cli.context import CliContext
 from service.cli.editions import editions_group, send_command
 from service.cli.editors import editors_group
@@ -41,6 +42,7 @@ for command in (
     demo_command,
     inbound_command,
     editors_group,
+    audit_command,
 ):
     cli.add_command(command)
 editions_group.add_command(test_send_command)
