@@ -27,7 +27,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-class _Since(click.ParamType):
+class _Since(click.ParamType[datetime]):
     name = "WHEN"
 
     def convert(
