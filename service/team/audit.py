@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.models import AuditEntry, Editor
+from service.models import AuditEntry, Edition, Editor
 from service.text import one_line
 
 CLI_ACTOR = "cli"
@@ -65,6 +65,26 @@ def record(
     session.add(entry)
     session.flush()
     return entry
+
+
+def edition_action(
+    session: Session,
+    who: Who | None,
+    action: str,
+    edition: Edition,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Record an action on an edition when someone is named (`who` None: not recorded)."""
+    if who is None:
+        return
+    record(
+        session,
+        who,
+        action,
+        object_type="edition",
+        object_id=edition.id,
+        detail={"newsletter_id": edition.newsletter_id, "number": edition.number, **(detail or {})},
+    )
 
 
 def entries(

@@ -26,7 +26,7 @@ from service.broker import CeleryQueue
 from service.models import Edition, EditionStatus, utcnow
 from service.sending import controls, outbox, schedule
 from service.team.permissions import Permission
-from service.web.deps import db, edition_of, requires, settings
+from service.web.deps import db, edition_of, requires, settings, who
 from service.web.i18n import _, babel_locale, ngettext
 
 blueprint = Blueprint("dashboard", __name__)
@@ -130,7 +130,7 @@ def schedule_edition(edition_id: int) -> Response:
         # The form speaks the newsletter's wall-clock time, whatever the browser's zone.
         when = local.replace(tzinfo=ZoneInfo(found.newsletter.timezone))
     try:
-        scheduled = schedule.schedule(db(), found, when)
+        scheduled = schedule.schedule(db(), found, when, who=who())
     except outbox.SendError as exc:
         db().rollback()
         flash(str(exc), "error")
@@ -145,21 +145,22 @@ def schedule_edition(edition_id: int) -> Response:
 @requires(Permission.SEND, edition_of())
 def unschedule_edition(edition_id: int) -> Response:
     """Take a scheduled edition back to draft."""
-    return _control(edition_id, lambda e: schedule.unschedule(db(), e), _("Back to draft."))
+    back_to_draft = _("Back to draft.")
+    return _control(edition_id, lambda e: schedule.unschedule(db(), e, who=who()), back_to_draft)
 
 
 @blueprint.post("/editions/<int:edition_id>/pause")
 @requires(Permission.SEND, edition_of())
 def pause_edition(edition_id: int) -> Response:
     """Pause the send; the rest waits for Resume."""
-    return _stop(edition_id, lambda e: controls.pause(db(), e))
+    return _stop(edition_id, lambda e: controls.pause(db(), e, who=who()))
 
 
 @blueprint.post("/editions/<int:edition_id>/cancel")
 @requires(Permission.SEND, edition_of())
 def cancel_edition(edition_id: int) -> Response:
     """Cancel the send for good."""
-    return _stop(edition_id, lambda e: controls.cancel(db(), e))
+    return _stop(edition_id, lambda e: controls.cancel(db(), e, who=who()))
 
 
 def _stop(edition_id: int, operation: Callable[[Edition], object]) -> Response:
@@ -203,7 +204,7 @@ def resume_edition(edition_id: int) -> Response:
     found = _found(edition_id)
     config = settings()
     try:
-        started = controls.resume(db(), found, batch_size=config.batch_size)
+        started = controls.resume(db(), found, batch_size=config.batch_size, who=who())
     except outbox.SendError as exc:
         db().rollback()
         flash(str(exc), "error")

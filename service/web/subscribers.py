@@ -47,6 +47,7 @@ from service.web.deps import (
     requires,
     settings,
     subscriber_of,
+    who,
 )
 from service.web.i18n import _, ngettext
 
@@ -244,7 +245,7 @@ def bulk() -> str | BaseResponse:
         done = subscribers.unsubscribe(session, target, newsletter_id=newsletter_id)
         message = ngettext("Ended {n} subscription.", "Ended {n} subscriptions.", done)
     else:
-        done = subscribers.erase_many(session, target)
+        done = subscribers.erase_many(session, target, who=who())
         message = _("Deleted {people} and their personal data.", people=_people(done))
     session.commit()
     flash(message, "ok")
@@ -370,6 +371,7 @@ def import_csv() -> str | tuple[str, int] | Response:
     path = _spool(upload)
     # The import commits batch by batch in its own sessions; the request's open
     # transaction would hold SQLite's write lock against them. Nothing below uses it.
+    actor = who()  # read before the session closes
     session.rollback()
     session.close()
     run = ImportRun(
@@ -381,6 +383,7 @@ def import_csv() -> str | tuple[str, int] | Response:
         batch_size=int(current_app.config.get("HEBDO_IMPORT_BATCH", IMPORT_BATCH)),
         logger=current_app.logger,
         enqueue=_enqueuer(),
+        who=actor,
     )
     # Started here, not in the generator: the import finishes (and the file goes)
     # even if the response is never read.
@@ -462,11 +465,11 @@ def export_csv() -> Response:
     try:
         # A BOM lets spreadsheets read accents right; the import skips it.
         spool.write("\ufeff")
-        exports.export_csv(db(), newsletter, spool, status=status)
+        exports.export_csv(db(), newsletter, spool, status=status, who=who())
     except BaseException:
         spool.close()
         raise
-    db().rollback()
+    db().commit()  # the audit row
     spool.seek(0)
     name = f"{newsletter.slug}-{status.value if status else 'all'}-{utcnow():%Y%m%d}.csv"
     response = Response(_chunks(spool), mimetype="text/csv")
