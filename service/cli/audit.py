@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import click
 
 from service.cli.context import CliContext
-from service.models import utcnow
 from service.team import audit
 
 pass_context = click.make_pass_decorator(CliContext)
-_AGO = re.compile(r"(\d{1,5})([dh])")
-
-
-def parse_since(value: str, now: datetime | None = None) -> datetime:
-    """`2026-12-01` (UTC midnight), an ISO time, or `7d` / `12h` ago; ValueError otherwise."""
-    text = value.strip()
-    ago = _AGO.fullmatch(text)
-    if ago:
-        unit = "days" if ago[2] == "d" else "hours"
-        return (now or utcnow()) - timedelta(**{unit: int(ago[1])})
-    moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
 class _Since(click.ParamType[datetime]):
     name = "WHEN"
 
@@ -36,7 +20,7 @@ class _Since(click.ParamType[datetime]):
         if isinstance(value, datetime):
             return value
         try:
-            return parse_since(str(value))
+            return audit.parse_since(str(value))
         except (ValueError, OverflowError):
             self.fail(f"{value!r}: give a date (2026-12-01) or an age (7d, 12h)", param, ctx)
 

@@ -18,6 +18,7 @@ from service.web import (
     reader,
     results,
     subscribers,
+    team,
     webhooks,
 )
 from service.web.i18n import _
@@ -36,6 +37,7 @@ def register(app: Flask) -> None:
         subscribers,
         preview,
         composer,
+        team,
         webhooks,
     ):
         app.register_blueprint(module.blueprint)

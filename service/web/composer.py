@@ -42,7 +42,7 @@ from service.mail.render import markdown_to_html
 from service.models import Edition, Newsletter
 from service.sending import lifecycle
 from service.team.permissions import Permission
-from service.web.deps import current_editor, db, edition_of, newsletter_slug, requires, settings
+from service.web.deps import current_editor, db, edition_of, newsletter_slug, may, requires, settings
 from service.web.i18n import _, format_number, ngettext, status_label
 
 blueprint = Blueprint("composer", __name__, url_prefix="/compose")
@@ -346,6 +346,7 @@ def _page(
     notice: str | None = None,
     revision_value: str | None = None,
 ) -> str:
+    composes = may(Permission.COMPOSE, edition.newsletter_id)
     return render_template(
         "web/composer/edit.html",
         edition=edition,
@@ -353,7 +354,8 @@ def _page(
         data=data,
         error=error,
         notice=notice,
-        readonly=not lifecycle.is_editable(edition),
+        readonly=not lifecycle.is_editable(edition) or not composes,
+        composes=composes,
         revision=revision_value if revision_value is not None else store.revision(edition),
         size=size_of(edition),
         kinds=RELATED_KINDS,
