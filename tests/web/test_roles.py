@@ -259,7 +259,7 @@ def test_an_editor_of_another_newsletter_gets_403_on_this_ones_objects(
 def test_admin_pages_refuse_an_editor(
     backend: str, site: tuple[Flask, Seeded, list[int]], sessions: sessionmaker[Session]
 ) -> None:
-    app, seeded, readers = site
+    app, seeded, _ = site
     client, token = log_in(app, EDITOR)
     before = snapshot(sessions)
     walker = Walker(app, client, seeded, logged_in=False)
