@@ -17,7 +17,7 @@ from service.numbers import int_or_none
 from service.team import accounts, audit
 from service.team.permissions import Permission
 from service.web.deps import current_editor, db, requires, who
-from service.web.i18n import _
+from service.web.i18n import _, role_label
 
 blueprint = Blueprint("team", __name__)
 AUDIT_PAGE = 50
@@ -64,7 +64,7 @@ def set_role(editor_id: int) -> Response:
         accounts.set_role(db(), editor, role, who=who())
     except accounts.AccountError as error:
         return _refused(error)
-    return _done(_("{email} is now {role}.", email=editor.email, role=role.value))
+    return _done(_("{email} is now {role}.", email=editor.email, role=role_label(role.value)))
 
 
 @blueprint.post("/team/<int:editor_id>/newsletters")
