@@ -11,6 +11,8 @@ from service.cli.context import CliContext
 from service.team import audit
 
 pass_context = click.make_pass_decorator(CliContext)
+
+
 class _Since(click.ParamType[datetime]):
     name = "WHEN"
 

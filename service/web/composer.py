@@ -42,7 +42,15 @@ from service.mail.render import markdown_to_html
 from service.models import Edition, Newsletter
 from service.sending import lifecycle
 from service.team.permissions import Permission
-from service.web.deps import current_editor, db, edition_of, newsletter_slug, may, requires, settings
+from service.web.deps import (
+    current_editor,
+    db,
+    edition_of,
+    may,
+    newsletter_slug,
+    requires,
+    settings,
+)
 from service.web.i18n import _, format_number, ngettext, status_label
 
 blueprint = Blueprint("composer", __name__, url_prefix="/compose")
