@@ -105,7 +105,9 @@ def newsletter_slug(name: str = "slug", *, form: bool = False) -> Target:
     """The newsletter whose slug is the URL variable `name` (or the form/query field)."""
 
     def target(kwargs: Mapping[str, Any]) -> Collection[int] | None:
-        slug = request.values.get(name, "") if form else kwargs[name]
+        # The form first, then the query string: the order the views read them in (a
+        # query naming another newsletter must not vouch for the form's).
+        slug = (request.form.get(name) or request.args.get(name, "")) if form else kwargs[name]
         if not slug:
             return set()  # no newsletter named: only an editor given every one may
         try:

@@ -254,6 +254,11 @@ def test_an_editor_of_another_newsletter_gets_403_on_this_ones_objects(
     assert page.status_code == 403
     assert "on the newsletter" in page.get_data(as_text=True)
     assert client.post("/compose/autre/new", data={"csrf_token": token}).status_code == 302
+    # A query string naming their own newsletter does not vouch for the form's.
+    smuggled = client.post(
+        "/subscribers/import?newsletter=autre", data={"newsletter": "lettre", "csrf_token": token}
+    )
+    assert smuggled.status_code == 403
 
 
 def test_admin_pages_refuse_an_editor(
