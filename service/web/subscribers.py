@@ -115,10 +115,12 @@ def _import_target(kwargs: Mapping[str, Any]) -> Collection[int] | None:
 
 
 def _bulk_target(kwargs: Mapping[str, Any]) -> Collection[int] | None:
-    # "All matching" acts on the filter's newsletter; selected rows are checked one by one
-    # in the view (ensure_subscribers).
-    if request.form.get("scope") == "matching":
-        return newsletter_slug("newsletter", form=True)(kwargs)
+    # The newsletter the form names (what "all matching", unsubscribe and resend act on)
+    # must be one of the editor's; selected rows are also checked one by one in the view
+    # (ensure_subscribers). "All matching" with no newsletter needs every newsletter.
+    named = newsletter_slug("newsletter", form=True)(kwargs)
+    if named or request.form.get("scope") == "matching":
+        return named
     return None
 
 

@@ -23,7 +23,7 @@ from werkzeug.routing import Rule
 
 from service.config import Settings
 from service.db import Base
-from service.models import Editor, EditorRole, Subscription
+from service.models import Editor, EditorRole, Newsletter, Subscription
 from service.team import editors
 from service.team.permissions import Permission
 from tests import factories
@@ -286,3 +286,23 @@ def test_admin_pages_refuse_an_editor(
         assert (
             session.scalar(select(Editor.role).where(Editor.email == EDITOR)) is EditorRole.EDITOR
         )
+
+
+def test_a_bulk_action_names_only_the_editors_own_newsletter(
+    site: tuple[Flask, Seeded, list[int]], sessions: sessionmaker[Session]
+) -> None:
+    app, _, _ = site
+    with sessions.begin() as session:
+        autre = session.scalar(select(Newsletter).where(Newsletter.slug == "autre"))
+        assert autre is not None
+        (reader,) = factories.readers(session, autre, 1, prefix="autre")
+        reader_id = reader.id
+    client, token = log_in(app, ELSEWHERE)
+    form = {"scope": "selected", "id": str(reader_id), "csrf_token": token}
+    # Their own reader, but the confirmation mails of a newsletter not theirs: refused.
+    resend = {**form, "newsletter": "lettre", "action": "resend", "confirm": "yes"}
+    assert client.post("/subscribers/bulk", data=resend).status_code == 403
+    tag = {**form, "newsletter": "autre", "action": "tag", "tag_name": "vip"}
+    assert client.post("/subscribers/bulk", data=tag).status_code == 302
+    everyone = {**form, "scope": "matching", "action": "tag", "tag_name": "vip"}
+    assert client.post("/subscribers/bulk", data=everyone).status_code == 403
