@@ -45,6 +45,8 @@ def audit_command(
     as_json: bool,
 ) -> None:
     """Who did what, to which object, when and from where: newest first."""
+    if any("\x00" in value for value in (actor or "", *actions)):
+        raise click.BadParameter("a NUL character matches nothing", param_hint="--actor/--action")
     with ctx.sessions() as session:
         rows = audit.entries(session, since=since, actor=actor, actions=actions, limit=limit)
         data = [audit.as_dict(row) for row in rows]
