@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.cli import cli
 from service.config import Settings
+from service.sending import controls
 from service.team import audit, editors
 from tests import factories
 
@@ -114,3 +115,26 @@ def test_the_command_line_records_its_actions_as_cli(
         "subscribers.export",
     ]
     assert {r["actor"] for r in rows} == {"cli"}
+
+
+def test_pause_resume_and_cancel_record_who_did_them(
+    backend: str, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    who = audit.Who(None, "ada@exemple.fr", "192.0.2.7")
+    with sessions.begin() as session:
+        letter = factories.newsletter(session, "lettre")
+        factories.readers(session, letter, 3)
+        edition = factories.edition(session, letter)
+        factories.begin_sending(session, settings, edition)
+        controls.pause(session, edition, who=who)
+        controls.resume(session, edition, batch_size=10, who=who)
+        controls.cancel(session, edition, who=who)
+
+        edition_id, letter_id = edition.id, letter.id
+    rows = _rows(sessions)
+    assert [(r["action"], r["actor"], r["object_id"]) for r in rows] == [
+        ("edition.pause", "ada@exemple.fr", str(edition_id)),
+        ("edition.resume", "ada@exemple.fr", str(edition_id)),
+        ("edition.cancel", "ada@exemple.fr", str(edition_id)),
+    ]
+    assert rows[2]["detail"] == {"newsletter_id": letter_id, "number": 1, "cancelled": 3}
