@@ -40,6 +40,7 @@ from service.models import (
     utcnow,
 )
 from service.newsletters import UnknownNewsletter
+from service.team import audit
 from service.text import UnusableText, person_name
 
 ImportSource = str | os.PathLike[str] | IO[bytes] | IO[str]
@@ -236,8 +237,10 @@ def import_csv_batched(
     confirmed_reason: str | None,
     progress: Callable[[ImportProgress], None] | None = None,
     batch_size: int = 1000,
+    who: audit.Who | None = None,
 ) -> ImportReport:
-    """Import subscribers from a CSV file, committing each batch in its own transaction."""
+    """Import subscribers from a CSV file, committing each batch in its own transaction;
+    the audit log gets one row with the counts at the end, when `who` is given."""
     consent = _consent(confirmed, confirmed_reason, "import")
     with factory() as session:
         newsletter = session.get(Newsletter, newsletter_id)
@@ -263,6 +266,24 @@ def import_csv_batched(
 
     report = _run(source, apply, consent, progress, batch_size)
     report.confirmation_request = request_id
+    if who is not None:
+        with factory() as session, session.begin():
+            audit.record(
+                session,
+                who,
+                "subscribers.import",
+                object_type="newsletter",
+                object_id=newsletter_id,
+                detail={
+                    "rows_read": report.rows_read,
+                    "added": report.added,
+                    "merged": report.merged,
+                    "skipped": report.skipped,
+                    "rejected": report.rejected_count,
+                    "confirmed": confirmed,
+                    "reason": confirmed_reason or "",
+                },
+            )
     return report
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from service.cli.audit import audit_command
 from service.cli.check import check_command
 from service.cli.context import CliContext
 from service.cli.dkim import dkim_group
@@ -58,6 +59,7 @@ for command in (
     editors_group,
     dkim_group,
     check_command,
+    audit_command,
 ):
     cli.add_command(command)
 editions_group.add_command(test_send_command)

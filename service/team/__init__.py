@@ -1,6 +1,7 @@
 """The team: the editors who run the newsletters.
 
-Owns editor accounts, logins, their rate limit and sessions (editors.py), the table of
+Owns editor accounts, logins, their rate limit and sessions (editors.py), managing
+accounts: roles, newsletters given, disabled (accounts.py), the table of
 roles and what each may do (permissions.py) and the audit log (audit.py). May import
 the shared rules at the top of `service` and `service.models`; never flask, werkzeug,
 celery, kombu nor `worker`.

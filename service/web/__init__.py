@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, abort, request
 
+from service.team.permissions import Permission
 from service.web import (
     archive,
     auth,
@@ -17,6 +18,7 @@ from service.web import (
     reader,
     results,
     subscribers,
+    team,
     webhooks,
 )
 from service.web.i18n import _
@@ -35,10 +37,12 @@ def register(app: Flask) -> None:
         subscribers,
         preview,
         composer,
+        team,
         webhooks,
     ):
         app.register_blueprint(module.blueprint)
     i18n.init_app(app)
+    app.jinja_env.globals.update(may=deps.may, Permission=Permission)
     app.before_request(_refuse_nul)
     app.after_request(_security_headers)
     if app.extensions["hebdo.settings"].base_url.startswith("https://"):

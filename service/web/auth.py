@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from service.team import editors
+from service.team import audit, editors
 from service.web.deps import current_editor, db, editor_required
 from service.web.i18n import _, ngettext
 
@@ -38,13 +38,22 @@ def login() -> Response | tuple[str, int, dict[str, str]]:
     """Log an editor in; too many failures get a 429 with the wait, whatever the password."""
     if request.method == "GET":
         return render_template("web/login.html"), 200, {}
+    typed = request.form.get("email", "")
+    address = request.remote_addr or ""
     result = editors.log_in(
         db(),
-        request.form.get("email", ""),
+        typed,
         request.form.get("password", ""),
-        address=request.remote_addr or "",
+        address=address,
         user_agent=request.user_agent.string,
     )
+    network = editors.client_network(address)
+    if result.editor is not None:
+        audit.record(db(), audit.Who.editor(result.editor, network), "login")
+    else:
+        # The actor is the address typed (it may name no account); never the password.
+        detail = {"throttled": True} if result.retry_after else {}
+        audit.record(db(), audit.Who(None, typed, network), "login.failed", detail=detail)
     db().commit()
     if result.retry_after:
         minutes = math.ceil(result.retry_after / 60)

@@ -53,6 +53,7 @@ QUERIES = {"/subscribers/export.csv": "newsletter=lettre"}
 ROLES: dict[str, EditorRole | None] = {
     "visitor": None,
     "editor": EditorRole.EDITOR,
+    "admin": EditorRole.ADMIN,  # the Team and Audit log pages open for admins only
 }
 
 

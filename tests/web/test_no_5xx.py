@@ -38,7 +38,7 @@ from werkzeug.routing import RoutingException, Rule
 import service
 from service import tokens
 from service.config import Settings
-from service.models import Delivery, Subscription
+from service.models import Delivery, EditorRole, Subscription
 from service.team import editors
 from service.tools.sink import MaildirSink
 from tests import factories
@@ -101,9 +101,10 @@ def _purposes() -> set[str]:
 
 
 def seed(sessions: sessionmaker[Session], settings: Settings) -> Seeded:
-    """A newsletter with readers, a draft edition, an edition being sent, and an editor."""
+    """A newsletter with readers, a draft edition, an edition being sent, and an admin
+    (who may open every page)."""
     with sessions.begin() as session:
-        editors.create(session, EDITOR, PASSWORD, name="Marcheur")
+        editors.create(session, EDITOR, PASSWORD, name="Marcheur", role=EditorRole.ADMIN)
         letter = factories.newsletter(session, "lettre")
         people = factories.readers(session, letter, 3)
         factories.readers(session, letter, 1, confirmed=False, prefix="pending")
