@@ -19,6 +19,7 @@ from service.cli.processes import (
 )
 from service.cli.subscribers import subscribers_group
 from service.cli.testsend import test_send_command
+from service.cli.tokens import tokens_group
 
 
 @click.group()
@@ -41,6 +42,7 @@ for command in (
     demo_command,
     inbound_command,
     editors_group,
+    tokens_group,
 ):
     cli.add_command(command)
 editions_group.add_command(test_send_command)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, abort, request
 
 from service.web import (
+    api,
     archive,
     auth,
     composer,
@@ -38,6 +39,7 @@ def register(app: Flask) -> None:
         webhooks,
     ):
         app.register_blueprint(module.blueprint)
+    api.init_app(app)
     i18n.init_app(app)
     app.before_request(_refuse_nul)
     app.after_request(_security_headers)
