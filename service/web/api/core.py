@@ -25,6 +25,7 @@ from service import ratelimit
 from service.access import tokens
 from service.access.tokens import Scope
 from service.addresses import InvalidAddress
+from service.audience.subscribers import InvalidTag
 from service.editions.store import EditionError, EditionInvalid, EditionLocked
 from service.models import ApiToken
 from service.newsletters import UnknownNewsletter
@@ -327,7 +328,7 @@ def operation(
             except UnknownNewsletter as exc:
                 db().rollback()
                 return problem_response(ApiProblem("not-found", str(exc)))
-            except (InvalidAddress, UnusableText, EditionError) as exc:
+            except (InvalidAddress, UnusableText, EditionError, InvalidTag) as exc:
                 db().rollback()
                 return problem_response(ApiProblem("validation", str(exc)))
             return _answer(result, status)
