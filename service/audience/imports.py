@@ -27,6 +27,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.access import webhooks
 from service.addresses import InvalidAddress, normalise
 from service.audience import confirmations, subscriptions
 from service.mail.wording import LANGUAGES
@@ -872,6 +873,20 @@ def _apply_batch(
 
     outcome.subscribed = len(to_subscribe)
     outcome.confirmed = len(to_confirm)
+    if to_subscribe:
+        joined = [webhooks.subscriber_item(ids[email], email) for email in to_subscribe]
+        webhooks.emit(session, newsletter_id, "subscribed", joined, now=consent.at)
+        if consent.confirmed:
+            webhooks.emit(session, newsletter_id, "confirmed", joined, now=consent.at)
+    if to_confirm:
+        by_id = {row.id: email for email, row in known.items()}
+        chosen = set(to_confirm)
+        confirmed = [
+            webhooks.subscriber_item(current_row.subscriber_id, by_id[current_row.subscriber_id])
+            for current_row in current.values()
+            if current_row.id in chosen
+        ]
+        webhooks.emit(session, newsletter_id, "confirmed", confirmed, now=consent.at)
     counted: set[str] = set()
     for row in rows:
         if row.email in skip_reason:

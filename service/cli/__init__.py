@@ -20,6 +20,7 @@ from service.cli.processes import (
 from service.cli.subscribers import subscribers_group
 from service.cli.testsend import test_send_command
 from service.cli.tokens import tokens_group
+from service.cli.webhooks import webhooks_group
 
 
 @click.group()
@@ -43,6 +44,7 @@ for command in (
     inbound_command,
     editors_group,
     tokens_group,
+    webhooks_group,
 ):
     cli.add_command(command)
 editions_group.add_command(test_send_command)
