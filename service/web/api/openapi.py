@@ -17,6 +17,7 @@ from service.web.api.core import BODY_LIMIT, OPERATIONS, PROBLEM_TYPE, Problem, 
 
 SWAGGER_UI = PROJECT_ROOT / "tools" / "apidocs" / "node_modules" / "swagger-ui-dist"
 _SWAGGER_FILES = ("swagger-ui.css", "swagger-ui-bundle.js")
+_OWN_FILES = {"docs.js": "text/javascript", "docs.css": "text/css"}
 _ARGUMENT = re.compile(r"<(?:(\w+):)?(\w+)>")
 _REF = "#/components/schemas/{model}"
 _PROBLEM_TEXT = {
@@ -130,7 +131,6 @@ def document() -> dict[str, Any]:
             "Errors are RFC 9457 problem details; every call needs "
             "`Authorization: Bearer hebdo_<id>_<secret>` (`hebdo tokens create`).",
         },
-        "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "schemas": schemas,
@@ -153,11 +153,14 @@ def docs() -> str:
     return render_template("web/api_docs.html", ready=ready, spec=url_for("api.openapi_json"))
 
 
-@blueprint.get("/docs/<name>")
+@blueprint.get("/docs/swagger-ui.css", defaults={"name": "swagger-ui.css"})
+@blueprint.get("/docs/swagger-ui-bundle.js", defaults={"name": "swagger-ui-bundle.js"})
+@blueprint.get("/docs/docs.js", defaults={"name": "docs.js"})
+@blueprint.get("/docs/docs.css", defaults={"name": "docs.css"})
 def docs_asset(name: str) -> Response:
-    """Swagger UI's own files, from the pinned package (no CDN)."""
-    if name not in _SWAGGER_FILES and name != "docs.js":
+    """Swagger UI's own files, from the pinned package (no CDN), and ours beside them."""
+    if name in _OWN_FILES:
+        return send_from_directory(Path(__file__).parent, name, mimetype=_OWN_FILES[name])
+    if name not in _SWAGGER_FILES:
         abort(404)
-    if name == "docs.js":
-        return send_from_directory(Path(__file__).parent, "docs.js", mimetype="text/javascript")
     return send_from_directory(SWAGGER_UI, name)
