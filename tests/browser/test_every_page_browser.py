@@ -30,12 +30,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.app import create_app
-from service.web.api.core import OPERATIONS
 from service.audience import signup
 from service.config import Settings
 from service.models import EditorRole, Subscriber
 from service.team import editors
 from service.tools.sink import MaildirSink
+from service.web.api.core import OPERATIONS
 from tests.support.browser import log_in
 from tests.web.test_no_5xx import CSRF, EDITOR, PASSWORD, Seeded, Walker, seed
 
