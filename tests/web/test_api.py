@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service import newsletters
 from service.access import tokens
 from service.cli import cli
 from service.models import (
@@ -53,7 +54,7 @@ def letter(session: Session) -> str:
 
 
 def test_tokens_are_shown_once_stored_hashed_listed_and_revoked(
-    env: dict[str, str], session: Session, client: FlaskClient, letter: str
+    backend: str, env: dict[str, str], session: Session, client: FlaskClient, letter: str
 ) -> None:
     token = make_token(env, "--name", "site", "--scope", "read,write", "--newsletter", letter)
     assert token.startswith("hebdo_")
@@ -121,7 +122,7 @@ def test_a_token_limited_to_a_newsletter_sees_no_other(
 
 
 def test_subscriber_created_with_double_opt_in_is_pending_and_owed_a_confirmation(
-    env: dict[str, str], session: Session, client: FlaskClient, letter: str
+    backend: str, env: dict[str, str], session: Session, client: FlaskClient, letter: str
 ) -> None:
     token = make_token(env, "--name", "site", "--scope", "read,write")
     answer = client.post(
@@ -179,7 +180,7 @@ def test_confirmed_needs_a_consent_reason(
 
 
 def test_bulk_create_reports_bad_rows_by_index_and_keeps_the_good_ones(
-    env: dict[str, str], session: Session, client: FlaskClient, letter: str
+    backend: str, env: dict[str, str], session: Session, client: FlaskClient, letter: str
 ) -> None:
     token = make_token(env, "--name", "crm", "--scope", "read,write")
     rows = [
@@ -276,7 +277,7 @@ def test_rate_limit_answers_429_with_headers(
 
 
 def test_editions_from_the_document_scheduled_sent_paused_and_cancelled(
-    env: dict[str, str], session: Session, client: FlaskClient, letter: str
+    backend: str, env: dict[str, str], session: Session, client: FlaskClient, letter: str
 ) -> None:
     token = make_token(env, "--name", "cms", "--scope", "read,write,send")
     document = json.loads(SAMPLE.read_text(encoding="utf-8"))
@@ -339,3 +340,19 @@ def test_token_domain_refuses_nameless_and_scopeless_tokens(session: Session, le
         tokens.parse_scopes(["read,admin"])
     with pytest.raises(tokens.BadTokenRequest):
         tokens.create(session, "  ", [tokens.Scope.READ], actor=Who.cli())
+
+
+@pytest.mark.parametrize(
+    "at", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "2030-01-01T08:00:00"]
+)
+def test_a_time_past_the_calendar_or_without_offset_is_refused_by_field(
+    env: dict[str, str], session: Session, client: FlaskClient, letter: str, at: str
+) -> None:
+    edition_id = factories.edition(session, newsletters.get_by_slug(session, letter)).id
+    session.commit()
+    token = make_token(env, "--name", "cms", "--scope", "send")
+    answer = client.post(
+        f"/api/v1/editions/{edition_id}/schedule", json={"at": at}, headers=auth(token)
+    )
+    assert answer.status_code == 422
+    assert answer.json["errors"][0]["field"] == "at"  # type: ignore[index]

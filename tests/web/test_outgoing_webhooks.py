@@ -74,6 +74,7 @@ def add_hook(env: dict[str, str], url: str, events: str) -> str:
 
 
 def test_events_are_delivered_signed_and_the_reference_library_verifies_them(
+    backend: str,
     env: dict[str, str],
     session: Session,
     sessions: sessionmaker[Session],

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
 
 from service.sending.testsend import MAX_ADDRESSES
 from service.web.api.core import Answer, QueryModel, Strict
@@ -17,6 +17,16 @@ Limit = Annotated[int, Field(ge=1, le=200)]
 Text200 = Annotated[str, StringConstraints(max_length=200)]
 Language = Literal["fr", "en"]
 SubscriptionState = Literal["pending", "confirmed", "unsubscribed"]
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # 9999-12-31T23:59-23:59 is past year 9999 in UTC
+        raise ValueError("the time is out of range") from exc
+
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
 BULK_MAX = 1000
 BULK_STATES = ("created", "existing", "skipped", "rejected")
 
@@ -73,7 +83,7 @@ class SubscriberQuery(QueryModel):
     newsletter: Slug | None = None
     status: SubscriptionState | None = None
     tag: Annotated[str, StringConstraints(min_length=1, max_length=80)] | None = None
-    created_since: datetime | None = None
+    created_since: UtcTime | None = None
     cursor: Cursor | None = None
     limit: Limit = 50
 
@@ -215,7 +225,7 @@ class TestSendResult(Answer):
 
 
 class ScheduleBody(Strict):
-    at: datetime | None = Field(
+    at: UtcTime | None = Field(
         None, description="When, with its UTC offset; null: the newsletter's next weekly slot."
     )
 

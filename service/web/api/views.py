@@ -708,8 +708,6 @@ def _audit_control(edition: Edition, action: str, **detail: Any) -> None:
 )
 def schedule_edition(edition_id: int, body: s.ScheduleBody) -> s.EditionSummary:
     edition = _edition(edition_id)
-    if body.at is not None and body.at.tzinfo is None:
-        raise ApiProblem("validation", errors=[("at", "give the time with its UTC offset")])
     when = scheduling.schedule(db(), edition, body.at)
     _audit_control(edition, "edition.schedule", at=when.isoformat())
     return s.EditionSummary(**_summary_fields(edition))
