@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, abort, request
 
 from service.web import (
+    access,
     api,
     archive,
     auth,
@@ -37,6 +38,7 @@ def register(app: Flask) -> None:
         preview,
         composer,
         webhooks,
+        access,
     ):
         app.register_blueprint(module.blueprint)
     api.init_app(app)
