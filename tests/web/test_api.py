@@ -74,6 +74,8 @@ def test_tokens_are_shown_once_stored_hashed_listed_and_revoked(
 
     listed = CliRunner().invoke(cli, ["tokens", "list", "--json"], env=env)
     assert json.loads(listed.stdout)[0]["last_used_at"] is not None
+    plain = CliRunner().invoke(cli, ["tokens", "list"], env=env)
+    assert f"{row_id}\tsite\tread,write\t{letter}\tlast used 20" in plain.stdout
 
     revoked = CliRunner().invoke(cli, ["tokens", "revoke", str(row_id)], env=env)
     assert revoked.exit_code == 0, revoked.output

@@ -179,3 +179,24 @@ def test_edition_started_and_sent_are_emitted(
     session.commit()
     types = session.scalars(select(WebhookDelivery.event_type).order_by(WebhookDelivery.id)).all()
     assert types == ["edition.started", "edition.sent"]
+
+
+def test_cli_lists_endpoints_refuses_bad_ones_and_delivers_now(
+    env: dict[str, str], session: Session, receiver: Receiver
+) -> None:
+    letter = factories.newsletter(session, "lettre")
+    session.commit()
+    add_hook(env, receiver.url, "subscribed")
+    bad = CliRunner().invoke(
+        cli,
+        ["webhooks", "add", "--newsletter", "lettre", "--url", "ftp://x", "--events", "opened"],
+        env=env,
+    )
+    assert bad.exit_code == 1
+    listed = CliRunner().invoke(cli, ["webhooks", "list"], env=env)
+    assert f"lettre\t{receiver.url}\tsubscribed\tactive" in listed.stdout
+    factories.readers(session, letter, 2)
+    session.commit()
+    done = CliRunner().invoke(cli, ["webhooks", "deliver"], env=env)
+    assert done.stdout.strip() == "delivered 2, to retry 0, given up 0"
+    assert len(receiver.received) == 2
