@@ -6,8 +6,6 @@ A receiver that fails gets the delivery again later, with growing delays, for a 
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -25,33 +23,7 @@ from service.cli import cli
 from service.models import Delivery, DeliveryStatus, WebhookDelivery, WebhookStatus, utcnow
 from service.sending import outbox
 from tests import factories
-
-
-class Receiver:
-    """An HTTP server in a thread that keeps what it was sent and answers `status`."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.status = 204
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                owner.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(owner.status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/hooks/hebdo"
+from tests.support.webhooks import Receiver
 
 
 @pytest.fixture
