@@ -1,14 +1,16 @@
 """schemathesis against the LIVE API: a real werkzeug server on loopback (SQLite), the
 OpenAPI document it serves, and every operation called with a token of each scope.
 
-No answer may be a 5xx, and every answer must match the document (status, content type,
-body schema). Examples are bounded so the whole run stays well under two minutes; the
+No answer may be a 5xx; every answer to a valid request must match the document (status,
+content type, body schema), and invalid requests (schemathesis' negative mode) must be
+refused with a 4xx. Examples are bounded so the whole run stays well under two minutes; the
 seeded newsletter slug and ids are swapped in for three generated values in four, so the
 fuzz reaches the domain rather than stopping at 404.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
@@ -34,13 +37,18 @@ from service.config import Settings
 from service.team.audit import Who
 from tests import factories
 
-EXAMPLES = 12  # per operation; each example is sent with four tokens
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+# Per operation: valid requests must get answers the document describes; invalid ones
+# (wrong types, missing fields, broken headers) may get any 4xx, but never a 5xx.
+# Each example is sent with four tokens.
+MODES: list[tuple[GenerationMode, int, list[Any]]] = [
+    (
+        GenerationMode.POSITIVE,
+        12,
+        [not_a_server_error, status_code_conformance, content_type_conformance,
+         response_schema_conformance],
+    ),
+    (GenerationMode.NEGATIVE, 6, [not_a_server_error]),
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -102,12 +110,12 @@ def test_every_operation_answers_within_its_schema_and_never_5xx(
         operations.append(result.ok())
     assert len(operations) >= 25
 
-    for operation in operations:
-        strategy = st.tuples(operation.as_strategy(), st.integers(0, 3))
+    for operation, (mode, examples, checks) in itertools.product(operations, MODES):
+        strategy = st.tuples(operation.as_strategy(generation_mode=mode), st.integers(0, 3))
 
         @given(pair=strategy)
         @settings(
-            max_examples=EXAMPLES,
+            max_examples=examples,
             deadline=None,
             derandomize=True,
             database=None,
@@ -122,9 +130,11 @@ def test_every_operation_answers_within_its_schema_and_never_5xx(
                 )
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
                 try:
-                    case.validate_response(response, checks=CHECKS)
+                    case.validate_response(response, checks=checks)  # noqa: B023 - run at once
                 except Exception as exc:
-                    failures.append(f"{case.operation.label} [{scope}]: {str(exc)[:600]}")
+                    failures.append(
+                        f"{case.operation.label} [{scope}, {mode.value}]: {str(exc)[:600]}"  # noqa: B023
+                    )
                     raise
 
         try:
