@@ -69,6 +69,7 @@ class SubscriberFilter:
     subscription_status: SubscriptionStatus | None = None
     subscriber_status: SubscriberStatus | None = None
     tag: str = ""
+    created_since: datetime | None = None  # subscribers added at or after this time
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,8 @@ def matching(filter_: SubscriberFilter) -> Select[int]:
         )
     if filter_.subscriber_status is not None:
         query = query.where(Subscriber.status == filter_.subscriber_status)
+    if filter_.created_since is not None:
+        query = query.where(Subscriber.created_at >= filter_.created_since)
     if filter_.tag:
         query = query.where(
             exists()

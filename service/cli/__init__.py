@@ -25,6 +25,8 @@ from service.cli.processes import (
 )
 from service.cli.subscribers import subscribers_group
 from service.cli.testsend import test_send_command
+from service.cli.tokens import tokens_group
+from service.cli.webhooks import webhooks_group
 
 
 @click.group()
@@ -60,6 +62,8 @@ for command in (
     dkim_group,
     check_command,
     audit_command,
+    tokens_group,
+    webhooks_group,
 ):
     cli.add_command(command)
 editions_group.add_command(test_send_command)

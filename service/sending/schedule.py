@@ -88,8 +88,12 @@ def schedule(
         raise ScheduleError("give the time with its time zone, e.g. 2025-03-29T08:00+01:00")
     elif when < now - PAST_GRACE:
         raise ScheduleError(f"{when.isoformat()} is in the past")
+    try:
+        at = when.astimezone(UTC)
+    except OverflowError as exc:
+        raise ScheduleError(f"{when.isoformat()} is out of range") from exc
     lifecycle.move(edition, EditionStatus.SCHEDULED, detail="")
-    edition.scheduled_at = when.astimezone(UTC)
+    edition.scheduled_at = at
     session.flush()
     at = edition.scheduled_at.isoformat()
     audit.edition_action(session, who, "edition.schedule", edition, {"at": at})

@@ -6,6 +6,8 @@ from flask import Flask, Response, abort, request
 
 from service.team.permissions import Permission
 from service.web import (
+    access,
+    api,
     archive,
     auth,
     composer,
@@ -39,8 +41,10 @@ def register(app: Flask) -> None:
         composer,
         team,
         webhooks,
+        access,
     ):
         app.register_blueprint(module.blueprint)
+    api.init_app(app)
     i18n.init_app(app)
     app.jinja_env.globals.update(may=deps.may, Permission=Permission)
     app.before_request(_refuse_nul)
