@@ -11,6 +11,7 @@ from service.web import (
     dashboard,
     deps,
     i18n,
+    newsletter_settings,
     outbox,
     preview,
     public,
@@ -36,6 +37,7 @@ def register(app: Flask) -> None:
         preview,
         composer,
         webhooks,
+        newsletter_settings,
     ):
         app.register_blueprint(module.blueprint)
     i18n.init_app(app)

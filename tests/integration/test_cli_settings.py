@@ -1,0 +1,72 @@
+"""`hebdo newsletters set|show`: the settings from the command line, checked like the page."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.cli import cli
+from service.models import AuditEntry, Newsletter
+from tests import factories
+
+
+def test_set_changes_the_weekly_slot_and_show_prints_it(
+    env: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session, session.begin():
+        factories.newsletter(session)
+    runner = CliRunner(env=env)
+
+    result = runner.invoke(
+        cli,
+        [
+            "newsletters",
+            "set",
+            "lettre",
+            "--weekday",
+            "friday",
+            "--time",
+            "17:45",
+            "--timezone",
+            "Asia/Tokyo",
+            "--sender-name",
+            "La rédaction",
+            "--tracking",
+            "off",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    shown = runner.invoke(cli, ["newsletters", "show", "lettre", "--json"])
+    values = json.loads(shown.output)
+    assert (values["send_weekday"], values["send_time"], values["timezone"]) == (
+        "friday",
+        "17:45",
+        "Asia/Tokyo",
+    )
+    assert values["sender_name"] == "La rédaction"
+    assert values["tracking"] is False
+    with sessions() as session:
+        entry = session.scalars(select(AuditEntry)).one()
+        assert (entry.actor, entry.action) == ("cli", "newsletter.settings")
+
+
+def test_a_bad_value_exits_2_naming_each_option_and_changes_nothing(
+    env: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session, session.begin():
+        factories.newsletter(session)
+
+    result = CliRunner(env=env).invoke(
+        cli, ["newsletters", "set", "lettre", "--timezone", "../../etc/passwd", "--name", "Neuve"]
+    )
+
+    assert result.exit_code == 2
+    assert "--timezone: not a known time zone" in result.output
+    with sessions() as session:
+        letter = session.scalars(select(Newsletter)).one()
+        assert (letter.name, letter.timezone) == ("Intelligence & Société", "Europe/Paris")
+        assert session.scalars(select(AuditEntry)).all() == []
