@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -109,17 +111,20 @@ _SET_OPTIONS = (
 )
 
 
-def _set_options(command: click.Command) -> click.Command:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _set_options(function: F) -> F:
     for field, flag, help_text in reversed(_SET_OPTIONS):
-        command = click.option(flag, field, default=None, help=help_text)(command)
-    return command
+        function = click.option(flag, field, default=None, help=help_text)(function)
+    return function
 
 
 @newsletters_group.command("set")
 @click.argument("slug")
 @_set_options
 @pass_context
-def set_command(ctx: CliContext, slug: str, **values: str | None) -> None:
+def set_command(ctx: CliContext, /, slug: str, **values: str | None) -> None:
     """Change a newsletter's settings; every value is checked, nothing is saved if one is bad.
 
     A bad value exits with status 2 and one line per field on stderr ("timezone: …").

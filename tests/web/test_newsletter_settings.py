@@ -136,7 +136,8 @@ def test_a_header_breaking_name_is_cleaned_to_one_line(
 
     assert status == 302
     saved = _newsletter(sessions)
-    assert "\n" not in saved.name and "\r" not in saved.name
+    assert "\n" not in saved.name
+    assert "\r" not in saved.name
     assert saved.sender_name == saved.name
 
 
