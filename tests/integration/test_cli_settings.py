@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.cli import cli
-from service.models import AuditEntry, Newsletter
+from service.models import AuditEntry, Edition, Newsletter
 from tests import factories
 
 
@@ -70,3 +70,23 @@ def test_a_bad_value_exits_2_naming_each_option_and_changes_nothing(
         letter = session.scalars(select(Newsletter)).one()
         assert (letter.name, letter.timezone) == ("Intelligence & Société", "Europe/Paris")
         assert session.scalars(select(AuditEntry)).all() == []
+
+
+def test_next_issue_marks_a_draft_and_says_whether_it_is_ready(
+    env: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session, session.begin():
+        ident = str(factories.edition(session, factories.newsletter(session)).id)
+    runner = CliRunner(env=env)
+
+    result = runner.invoke(cli, ["editions", "next-issue", ident])
+
+    assert result.exit_code == 0, result.output
+    assert "is the next issue" in result.output
+    assert "ready: beat schedules it" in result.output
+    with sessions() as session:
+        assert session.scalars(select(Edition.is_next_issue)).one() is True
+    off = runner.invoke(cli, ["editions", "next-issue", ident, "--off"])
+    assert off.exit_code == 0, off.output
+    with sessions() as session:
+        assert session.scalars(select(Edition.is_next_issue)).one() is False
