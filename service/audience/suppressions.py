@@ -40,6 +40,10 @@ class BadSuppression(ValueError):
     """An entry cannot be added or lifted; the message says why."""
 
 
+class AlreadySuppressed(BadSuppression):
+    """The address or domain is already on the list (for that scope)."""
+
+
 class email_domain(FunctionElement[str]):  # noqa: N801 - named like the SQL function it is
     """SQL: the `@domain` part of an address column (from its one @ to the end)."""
 
@@ -137,7 +141,7 @@ def add(
         else Suppression.newsletter_id == newsletter_id
     )
     if session.scalar(select(Suppression.id).where(Suppression.email == email, scope)):
-        raise BadSuppression(f"{email} is already on the list")
+        raise AlreadySuppressed(f"{email} is already on the list")
     entry = Suppression(
         email=email, newsletter_id=newsletter_id, reason=SuppressionReason.MANUAL, detail=why
     )

@@ -18,6 +18,7 @@ from service.cli.processes import (
     worker_command,
 )
 from service.cli.subscribers import subscribers_group
+from service.cli.suppressions import suppressions_group
 from service.cli.testsend import test_send_command
 
 
@@ -41,6 +42,7 @@ for command in (
     demo_command,
     inbound_command,
     editors_group,
+    suppressions_group,
 ):
     cli.add_command(command)
 editions_group.add_command(test_send_command)

@@ -18,6 +18,7 @@ from service.web import (
     reader,
     results,
     subscribers,
+    suppressions,
     webhooks,
 )
 from service.web.i18n import _
@@ -38,6 +39,7 @@ def register(app: Flask) -> None:
         composer,
         webhooks,
         newsletter_settings,
+        suppressions,
     ):
         app.register_blueprint(module.blueprint)
     i18n.init_app(app)

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import flask_babel
 from flask import Flask, current_app, g, has_request_context, request, session, url_for
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
@@ -66,18 +66,37 @@ def get_locale() -> str:
     forced: str | None = g.get("hebdo_locale")
     if forced:
         return forced
+    known: str | None = g.get("hebdo_chosen_locale")
+    if known:
+        return known
+    g.hebdo_chosen_locale = _choose()
+    return str(g.hebdo_chosen_locale)
+
+
+def _choose() -> str:
+    """The order of editor pages; computed once per request (a streamed page asks late)."""
     editor: Editor | None = g.get("editor")  # set by editor_required before the view
     chosen = _primary(request.args.get("lang"))
     if chosen:
         session["lang"] = chosen  # the switch sticks for the next pages
         return chosen
-    for saved in (editor.language if editor is not None else None, session.get("lang")):
+    for saved in (_saved_language(editor), session.get("lang")):
         language = _primary(saved)
         if language:
             return language
     # Only for a logged-in editor: a visitor (the login page) has no newsletter of their own.
     by_page = _page_language() if editor is not None else None
     return by_page or request.accept_languages.best_match(LOCALES) or DEFAULT_LOCALE
+
+
+def _saved_language(editor: Editor | None) -> str | None:
+    """The editor's saved choice, without loading anything once their session is gone."""
+    if editor is None:
+        return None
+    state = inspect(editor)
+    if "language" in state.dict or not state.detached:
+        return editor.language
+    return None
 
 
 def _remember_choice() -> None:
