@@ -143,6 +143,11 @@ def gettext(message: str, **values: object) -> str:
 _ = gettext
 
 
+def marked(message: str) -> str:
+    """A message the domain marked with `N_()` (extracted there), in the request's locale."""
+    return translations.gettext(get_locale(), message)
+
+
 def babel_locale() -> str:
     """The request's locale as Babel names it, for dates and numbers."""
     return _BABEL_LOCALES[get_locale()]
@@ -242,5 +247,6 @@ def init_app(app: Flask) -> None:
         get_locale=get_locale,
         format_number=format_number,
         status_label=status_label,
+        marked=marked,
         switch_url=switch_url,
     )

@@ -10,7 +10,7 @@ from service.models import Editor, Newsletter
 from service.team import audit, editors, permissions
 from service.team.permissions import Permission
 from service.web.deps import current_editor, db, editor_required
-from service.web.i18n import _
+from service.web.i18n import _, marked
 
 blueprint = Blueprint("newsletter_settings", __name__)
 
@@ -34,7 +34,7 @@ def _page(newsletter: Newsletter, values: dict[str, object], problems: dict[str,
         "web/settings/newsletter.html",
         newsletter=newsletter,
         values=values,
-        problems={field: _(reason) for field, reason in problems.items()},
+        problems={field: marked(reason) for field, reason in problems.items()},
         may_change=may_change,
         weekdays=newsletters.WEEKDAYS,
         time_zones=sorted(newsletters.time_zones()),
