@@ -51,6 +51,8 @@ def create(
     """
     if language not in ("fr", "en"):
         raise BadNewsletter(f"unsupported language {language!r} (fr or en)")
+    if timezone not in time_zones():
+        raise BadNewsletter(f"unknown time zone {timezone[:64]!r} (e.g. Europe/Paris)")
     if not _SLUG.fullmatch(slug):
         raise BadNewsletter(
             f"slug {slug!r}: use 1 to 80 lower-case letters, digits, '-' or '_', "

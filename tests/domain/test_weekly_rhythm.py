@@ -9,9 +9,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service import queue
+from service.config import Settings
 from service.models import AuditEntry, Edition, EditionStatus, NewsItem
 from service.sending import schedule
 from tests import factories
+from worker.celery_app import celery_config
+from worker.tasks import sending as sending_tasks
 
 # Thursday 5 December 2024, 09:00 UTC: the Paris slot (Saturday 08:00) is 1 day 22 h away.
 THURSDAY = datetime(2024, 12, 5, 9, 0, tzinfo=UTC)
@@ -110,3 +114,10 @@ def test_a_ready_next_issue_covers_the_slot(session: Session) -> None:
     session.commit()
 
     assert not schedule.outlook(session, letter, now=SATURDAY_SLOT - timedelta(hours=2)).warn
+
+
+def test_beat_runs_the_next_issue_task_every_minute(settings: Settings) -> None:
+    entries = celery_config(settings)["beat_schedule"].values()
+    [entry] = [e for e in entries if e["task"] == queue.SCHEDULE_NEXT_ISSUES]
+    assert entry["schedule"] == 60.0
+    assert sending_tasks.schedule_next_issues.name == queue.SCHEDULE_NEXT_ISSUES
