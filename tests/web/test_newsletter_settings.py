@@ -165,3 +165,28 @@ def test_an_unknown_newsletter_is_404(client: FlaskClient, sessions: sessionmake
     log_in(client, sessions, EditorRole.ADMIN)
 
     assert client.get("/newsletters/nope/settings").status_code == 404
+
+
+ODD = ["x" * 10_000, "a\r\nBcc: x@evil.example", "٣", "-1", "99999999999999999999", "🙂" * 300]
+
+
+def test_odd_values_in_any_field_are_refused_or_cleaned_never_a_5xx(
+    client: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    log_in(client, sessions, EditorRole.ADMIN)
+    csrf = token(client, PAGE)
+
+    for field in GOOD:
+        for value in ODD:
+            response = client.post(PAGE, data={**GOOD, field: value, "csrf_token": csrf})
+            assert response.status_code in (302, 422), (field, value[:20], response.status_code)
+        listed = client.post(PAGE, data={**GOOD, "csrf_token": csrf, field: ["a", "b"]})
+        assert listed.status_code in (302, 422)
+    for value in ODD:
+        added = client.post(
+            "/suppressions/add", data={"target": value, "reason": value, "csrf_token": csrf}
+        )
+        assert added.status_code in (302, 422), value[:20]
+    saved = _newsletter(sessions)
+    assert len(saved.name) <= 200
+    assert "\n" not in saved.sender_name
