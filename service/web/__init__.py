@@ -14,12 +14,14 @@ from service.web import (
     dashboard,
     deps,
     i18n,
+    newsletter_settings,
     outbox,
     preview,
     public,
     reader,
     results,
     subscribers,
+    suppressions,
     team,
     webhooks,
 )
@@ -42,6 +44,8 @@ def register(app: Flask) -> None:
         team,
         webhooks,
         access,
+        newsletter_settings,
+        suppressions,
     ):
         app.register_blueprint(module.blueprint)
     api.init_app(app)
