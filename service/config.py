@@ -83,6 +83,8 @@ class Settings:
     dkim_ed25519_private_key_path: Path | None = None
     email_templates_path: Path = field(default=PROJECT_ROOT / "templates" / "email")
     maildir_path: Path | None = None  # where the embedded sink keeps mail (Outbox page)
+    # Public-link events are written in batches this often (0: in the request).
+    event_flush_seconds: float = 1.0
     proxies: int = 0  # reverse proxies in front of the web app (trust their X-Forwarded-*)
     # Bounce webhooks of relays that report over HTTP; each is off (404) until configured.
     mailgun_signing_key: str | None = None
@@ -129,6 +131,7 @@ class Settings:
             dkim_ed25519_private_key_path=Path(ed25519_key) if ed25519_key else None,
             maildir_path=Path(env.get("HEBDO_MAILDIR", str(instance / "maildir"))),
             proxies=int(env.get("HEBDO_PROXIES", "0")),
+            event_flush_seconds=float(env.get("HEBDO_EVENT_FLUSH_SECONDS", "1")),
             mailgun_signing_key=env.get("MAILGUN_WEBHOOK_SIGNING_KEY") or None,
             postmark_webhook_secret=env.get("POSTMARK_WEBHOOK_SECRET") or None,
             sendgrid_public_key=env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,

@@ -54,9 +54,9 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.models import Actor, Event, EventKind
@@ -180,36 +180,6 @@ def in_bursts(fetches: Sequence[Fetch]) -> set[int]:
         if len({f.target for f in window}) >= BURST_TARGETS:
             burst.update(f.event_id for f in window)
     return burst
-
-
-def mark_burst(session: Session, delivery_id: int, now: datetime) -> int:
-    """Apply rule 8 to a delivery's recent fetches, after one more was stored.
-
-    One indexed read of this delivery's click and feedback events of the last
-    BURST_SECONDS; returns how many events it turned into machine events.
-    """
-    rows = session.execute(
-        select(Event.id, Event.kind, Event.link_index, Event.value, Event.created_at).where(
-            Event.delivery_id == delivery_id,
-            Event.kind.in_((EventKind.CLICK, EventKind.FEEDBACK)),
-            Event.created_at >= now - timedelta(seconds=BURST_SECONDS),
-        )
-    ).all()
-    fetches = [
-        Fetch(row.id, target, row.created_at)
-        for row in rows
-        if (target := target_of(row.kind, row.link_index, row.value)) is not None
-    ]
-    ids = in_bursts(fetches)
-    if not ids:
-        return 0
-    result = session.execute(
-        update(Event)
-        .where(Event.id.in_(ids))
-        .values(actor=BURST.actor, actor_rule=BURST.rule)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def reapply(session: Session, edition_ids: Iterable[int]) -> int:

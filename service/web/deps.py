@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import Settings
 from service.models import Editor
 from service.team import editors
+from service.tracking.buffer import EventBuffer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -19,6 +20,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 def settings() -> Settings:
     """The app's settings."""
     value: Settings = current_app.extensions["hebdo.settings"]
+    return value
+
+
+def event_buffer() -> EventBuffer:
+    """Where public-link events wait to be written in a batch."""
+    value: EventBuffer = current_app.extensions["hebdo.events"]
     return value
 
 
