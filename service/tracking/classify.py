@@ -112,8 +112,14 @@ def client_network(address: str | None) -> str | None:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    prefix = 24 if ip.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+    # Masking the integer, not parsing a network: this runs in every pixel request.
+    if isinstance(ip, ipaddress.IPv4Address):
+        return f"{ipaddress.IPv4Address(int(ip) & _IPV4_24)}/24"
+    return f"{ipaddress.IPv6Address(int(ip) & _IPV6_48)}/48"
+
+
+_IPV4_24 = (1 << 32) - (1 << 8)
+_IPV6_48 = (1 << 128) - (1 << 80)
 
 
 def _in_apple(network: str | None) -> bool:

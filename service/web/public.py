@@ -14,6 +14,7 @@ import base64
 from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from service import tokens
+from service.db import read_only
 from service.mail import links
 from service.mail.mime import (
     CLICK_PURPOSE,
@@ -106,7 +107,7 @@ def click(token: str, index: int) -> Response:
     """Redirect to the link stored with the edition; the click is written with its batch."""
     delivery_id = _delivery_id(token, CLICK_PURPOSE)
     try:
-        target = events.click_target(db(), delivery_id, index)
+        target = events.click_target(read_only(db()), delivery_id, index)
     except events.UnknownDelivery:
         abort(404)
     finally:
