@@ -66,6 +66,10 @@ request = function()
   return wrk.format("GET", paths[i], {["User-Agent"] = "%(agent)s"})
 end
 """
+# With --rate: each connection waits this long before its next request (an open load).
+PACE = """
+delay = function() return %(delay)d end
+"""
 AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 
@@ -85,11 +89,16 @@ def _prepare(settings: Settings, readers: int) -> list[int]:
         return list(session.scalars(select(Delivery.id).where(Delivery.edition_id == edition.id)))
 
 
-def _wrk(base: str, paths: list[str], seconds: int, connections: int, folder: Path) -> str:
+def _wrk(
+    base: str, paths: list[str], seconds: int, connections: int, folder: Path, rate: int = 0
+) -> str:
     urls = folder / f"urls-{len(paths)}-{time.monotonic_ns()}.txt"
     urls.write_text("\n".join(paths) + "\n")
     script = folder / "walk.lua"
-    script.write_text(LUA % {"urls": urls, "agent": AGENT})
+    lua = LUA % {"urls": urls, "agent": AGENT}
+    if rate:
+        lua += PACE % {"delay": connections * 1000 // rate}
+    script.write_text(lua)
     result = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), base],
         capture_output=True,
@@ -163,7 +172,10 @@ class Load:
         """wrk on the pixel, then on the click, --seconds each."""
         for name, paths in self._paths.items():
             began = utcnow()
-            output = _wrk(self.base, paths, self.args.seconds, self.args.connections, self.folder)
+            output = _wrk(
+                self.base, paths, self.args.seconds, self.args.connections, self.folder,
+                self.args.rate,
+            )  # fmt: skip
             self.runs.append((name, output, began, utcnow()))
 
     def start(self) -> None:
@@ -212,6 +224,16 @@ class Load:
         return self.runs[0][2], self.runs[-1][3]
 
 
+def describe(args: argparse.Namespace, database: str) -> str:
+    """One line saying what was run."""
+    offered = f"paced at {args.rate} req/s" if args.rate else "as fast as answered"
+    return (
+        f"{args.readers} deliveries, gunicorn {args.workers}x{args.threads},"
+        f" wrk 2 threads {args.connections} connections {offered}, {args.seconds} s each,"
+        f" {database.split(':', 1)[0]}{' + Redis' if args.redis else ''}"
+    )
+
+
 def rate(
     times: list[datetime], start: datetime | None = None, end: datetime | None = None
 ) -> float:
@@ -249,6 +271,7 @@ def with_send(args: argparse.Namespace, folder: Path) -> None:
     quiet_dir, loaded_dir = folder / "quiet", folder / "loaded"
     quiet_dir.mkdir()
     loaded_dir.mkdir()
+    print(describe(args, "postgresql" if args.postgres else "sqlite"))
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     quiet = send_run(send_args, quiet_dir, keep_times=True)
     load = Load(args, folder)
@@ -276,6 +299,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--rate", type=int, default=0, help="requests/s to offer (paced); 0: as fast as answered"
+    )
     parser.add_argument("--postgres", default=None, help='a server URL, or "auto"')
     parser.add_argument("--redis", default=None, help='with --send: a Redis URL, or "auto"')
     parser.add_argument("--send", type=int, default=0, help="readers of a send run meanwhile")
@@ -302,11 +328,7 @@ def main() -> None:
                 env["DATABASE_URL"] = args.postgres
         upgrade(Settings.from_env(env).database_url)
         with Load(args, folder).on(env) as load:
-            print(
-                f"{args.readers} deliveries, gunicorn {args.workers}x{args.threads},"
-                f" wrk 2 threads {args.connections} connections, {args.seconds} s,"
-                f" {env['DATABASE_URL'].split(':', 1)[0]}"
-            )
+            print(describe(args, env["DATABASE_URL"]))
             load.run()
         print(load.report())
 
