@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from service.audience import subscriptions
@@ -184,7 +184,9 @@ def write(session: Session, batch: Sequence[Pending]) -> int:
         )
     stored_in_burst = _bursts(session, fetches, rows)
     if rows:
-        session.execute(insert(Event), rows)
+        # Core, not the ORM's bulk INSERT (which ran one statement per row here):
+        # one executemany for the batch.
+        session.execute(insert(cast(Table, Event.__table__)), rows)
     if stored_in_burst:
         session.execute(
             update(Event)
