@@ -300,7 +300,7 @@ def send_run(
     """Create the instance, send the edition through real workers, measure.
 
     `load(env)`, when given, is entered once the workers run (on the same instance) and
-    its `start()` called right after the enqueue, its `join()` once the edition is sent:
+    its `start()` called once the first message is out, its `join()` once the edition is sent:
     bench.tracking_bench puts web traffic on the machine that way.
     """
     with ExitStack() as stack:
@@ -377,14 +377,23 @@ def send_run(
         with celery_app.connection_for_write(settings.broker_url) as connection:
             for _ in range(max(1, min(begun.batches, args.workers * args.concurrency))):
                 send_pending.apply_async((begun.edition_id,), connection=connection)
-        if running is not None:
-            running.start()
+        load_waits = running is not None
         deadline = time.monotonic() + args.timeout
         while True:
             with factory() as session:
                 status = session.scalar(
                     select(Edition.status).where(Edition.id == begun.edition_id)
                 )
+                # The load starts with the first message out, so it falls on the steady
+                # send and not on the workers' start-up.
+                if load_waits and session.scalar(
+                    select(Delivery.id)
+                    .where(Delivery.edition_id == begun.edition_id, Delivery.sent_at.is_not(None))
+                    .limit(1)
+                ):
+                    assert running is not None
+                    running.start()
+                    load_waits = False
             if status == EditionStatus.SENT:
                 break
             if time.monotonic() > deadline:

@@ -283,12 +283,16 @@ def with_send(args: argparse.Namespace, folder: Path) -> None:
         print("(the send ended before the load did: its rate is over the overlap only)")
     under = rate(loaded.sent_times, start, end)
     steady = rate(quiet.sent_times)
+    phases = ", ".join(
+        f"{rate(loaded.sent_times, began, ended):.0f} msg/s during the {name} load"
+        for name, _, began, ended in load.runs
+    )
     print(
         f"send of {args.send} messages, {args.send_workers} workers:"
         f" alone {quiet.messages / quiet.seconds:.0f} msg/s over the whole send"
         f" ({steady:.0f} steady); with the load {loaded.messages / loaded.seconds:.0f} msg/s"
-        f" over the whole send, {under:.0f} msg/s while wrk ran"
-        f" ({(under / steady - 1) * 100 if steady else 0:+.0f} % against the steady rate)"
+        f" over the whole send, {under:.0f} msg/s while wrk ran ({phases};"
+        f" {(under / steady - 1) * 100 if steady else 0:+.0f} % against the steady rate)"
     )
 
 
