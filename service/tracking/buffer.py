@@ -2,7 +2,8 @@
 
 A pixel, click or feedback request only verifies its token, hands a `Pending` event
 to `EventBuffer.add` and answers; a background thread of the process writes what
-was handed over as one batch (`events.write`: one bulk INSERT) every
+was handed over as one batch (`events.judge` reads and judges it outside the
+write lock, `events.store` writes it with one bulk INSERT) every
 `interval` seconds, or at once when `max_events` are waiting, and `close()`
 (registered with atexit, so also on gunicorn's graceful stop) writes the rest.
 Measured against one write per request in bench/RESULTS.md.
@@ -26,6 +27,7 @@ from collections import deque
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db import read_only
 from service.tracking import events
 
 log = logging.getLogger(__name__)
@@ -92,8 +94,12 @@ class EventBuffer:
                 if not batch:
                     return stored
                 try:
+                    # Reads and verdicts first, without the write lock (SQLite's one
+                    # writer is shared with the sending workers); then a short write.
+                    with self.sessions() as reader:
+                        judged = events.judge(read_only(reader), batch)
                     with self.sessions.begin() as session:
-                        stored += events.write(session, batch)
+                        stored += events.store(session, judged)
                 except Exception:
                     with self._lock:
                         self._waiting.extendleft(reversed(batch))

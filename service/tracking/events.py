@@ -133,20 +133,19 @@ def pending(
 _WRITE_LOCK = 0x4865_6264_6F45  # "HebdoE"
 
 
-def write(session: Session, batch: Sequence[Pending]) -> int:
-    """Store a batch of public-link events with their evidence and verdict; how many were stored.
+@dataclass
+class Judged:
+    """A batch ready to store: its rows with the verdicts of rules 1-7 and 9, and its fetches."""
 
-    One read of the batch's deliveries, one read of their recent link fetches, one bulk
-    INSERT and at most one UPDATE, whatever the batch's size. The burst rule (rule 8 of
-    classify) sees the batch and what is stored together, so it holds however the
-    events were grouped. Events of deliveries that no longer exist are dropped.
+    rows: list[dict[str, Any]]
+    fetches: dict[int, list[classify.Fetch]]  # per delivery; new rows have negative ids
+
+
+def judge(session: Session, batch: Sequence[Pending]) -> Judged:
+    """Tie each event to its delivery and judge it (reads only; rule 8 waits for `store`).
+
+    Events of deliveries that no longer exist are dropped.
     """
-    if not batch:
-        return 0
-    if session.get_bind().dialect.name == "postgresql":
-        # Two processes writing at once would each miss the other's fetches in the
-        # burst rule; SQLite's BEGIN IMMEDIATE already serialises writers.
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK})
     refs = _lookup_many(session, {p.delivery_id for p in batch})
     rows: list[dict[str, Any]] = []
     fetches: dict[int, list[classify.Fetch]] = {}
@@ -182,11 +181,28 @@ def write(session: Session, batch: Sequence[Pending]) -> int:
                 "actor_rule": verdict.rule,
             }
         )
+    return Judged(rows, fetches)
+
+
+def store(session: Session, judged: Judged) -> int:
+    """Apply the burst rule with what is stored, then write the rows; how many were written.
+
+    One read of the deliveries' recent link fetches, one bulk INSERT and at most one
+    UPDATE, whatever the batch's size. The burst rule (rule 8 of classify) sees the
+    batch and what is stored together, so it holds however the events were grouped.
+    """
+    if not judged.rows:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        # Two processes writing at once would each miss the other's fetches in the
+        # burst rule; SQLite's BEGIN IMMEDIATE already serialises writers.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WRITE_LOCK})
+    rows = [dict(row) for row in judged.rows]
+    fetches = {d: list(found) for d, found in judged.fetches.items()}
     stored_in_burst = _bursts(session, fetches, rows)
-    if rows:
-        # Core, not the ORM's bulk INSERT (which ran one statement per row here):
-        # one executemany for the batch.
-        session.execute(insert(cast(Table, Event.__table__)), rows)
+    # Core, not the ORM's bulk INSERT (which ran one statement per row here):
+    # one executemany for the batch.
+    session.execute(insert(cast(Table, Event.__table__)), rows)
     if stored_in_burst:
         session.execute(
             update(Event)
@@ -196,6 +212,11 @@ def write(session: Session, batch: Sequence[Pending]) -> int:
         )
     session.flush()
     return len(rows)
+
+
+def write(session: Session, batch: Sequence[Pending]) -> int:
+    """Store a batch of public-link events with their evidence and verdict (judge + store)."""
+    return store(session, judge(session, batch)) if batch else 0
 
 
 def _lookup_many(session: Session, delivery_ids: set[int]) -> dict[int, DeliveryRef]:
