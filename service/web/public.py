@@ -120,7 +120,7 @@ def click(token: str, index: int) -> Response:
 def feedback(token: str, answer: str) -> str:
     """Hand "did you like this edition?" to the event buffer and thank the reader."""
     delivery_id = _delivery_id(token, FEEDBACK_PURPOSE)
-    session = db()
+    session = read_only(db())  # the newsletter's language: a read, no write lock
     try:
         i18n.use_newsletter_locale(session, events.lookup(session, delivery_id).newsletter_id)
     except events.UnknownDelivery:
