@@ -110,11 +110,11 @@ bench: install
 	$(PY) -m bench.table --subscribers $(BENCH_SUBSCRIBERS) --workers 2
 	$(PY) -m bench.dkim_bench
 	$(PY) -m bench.import_bench
-	$(PY) -m bench.tracking_bench
+	$(PY) -m bench.tracking_bench --send 20000
 
 ## make bench-tracking: load on the pixel and the click under gunicorn (needs wrk)
 bench-tracking: install
-	$(PY) -m bench.tracking_bench
+	$(PY) -m bench.tracking_bench --send 20000
 
 ## make messages: gather the messages of code and templates, merge them into every
 ## language's .po, compile the .mo files (see README, "Translations")

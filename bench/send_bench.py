@@ -29,9 +29,10 @@ import tempfile
 import time
 import typing
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -285,12 +286,23 @@ class SendRun:
     first_seconds: float = 0.0  # from the enqueue to the first delivery marked sent
     last_seconds: float = 0.0  # … and to the last
     prepared: Any = None  # the edition as the workers prepared it (for DKIM samples)
+    sent_times: list[datetime] = field(default_factory=list)  # with keep_times: each row's sent_at
 
 
 def send_run(
-    args: argparse.Namespace, workdir: Path, extra_env: dict[str, str] | None = None
+    args: argparse.Namespace,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    load: Callable[[dict[str, str]], AbstractContextManager[Any]] | None = None,
+    keep_times: bool = False,
 ) -> SendRun:
-    """Create the instance, send the edition through real workers, measure."""
+    """Create the instance, send the edition through real workers, measure.
+
+    `load(env)`, when given, is entered once the workers run (on the same instance) and
+    its `start()` called once the first message is out, its `join()` once the edition is sent:
+    bench.tracking_bench puts web traffic on the machine that way.
+    """
     with ExitStack() as stack:
         database_url, postmaster = stack.enter_context(database(args.postgres or "sqlite", workdir))
         broker, redis_pid = stack.enter_context(redis_url(args.redis))
@@ -344,6 +356,7 @@ def send_run(
         for worker in workers:
             stack.callback(worker.stop)
             worker.start()
+        running = stack.enter_context(load(dict(env))) if load is not None else None
         measured = [Measured("sink", sink_pid)]
         if postmaster is not None:
             measured.append(Measured("PostgreSQL (all server processes)", postmaster, group=True))
@@ -364,12 +377,23 @@ def send_run(
         with celery_app.connection_for_write(settings.broker_url) as connection:
             for _ in range(max(1, min(begun.batches, args.workers * args.concurrency))):
                 send_pending.apply_async((begun.edition_id,), connection=connection)
+        load_waits = running is not None
         deadline = time.monotonic() + args.timeout
         while True:
             with factory() as session:
                 status = session.scalar(
                     select(Edition.status).where(Edition.id == begun.edition_id)
                 )
+                # The load starts with the first message out, so it falls on the steady
+                # send and not on the workers' start-up.
+                if load_waits and session.scalar(
+                    select(Delivery.id)
+                    .where(Delivery.edition_id == begun.edition_id, Delivery.sent_at.is_not(None))
+                    .limit(1)
+                ):
+                    assert running is not None
+                    running.start()
+                    load_waits = False
             if status == EditionStatus.SENT:
                 break
             if time.monotonic() > deadline:
@@ -378,7 +402,20 @@ def send_run(
         seconds = time.perf_counter() - started
         for process in measured:
             process.end()
+        if running is not None:
+            running.join()
         with factory() as session:
+            sent_times = (
+                list(
+                    session.scalars(
+                        select(Delivery.sent_at).where(
+                            Delivery.edition_id == begun.edition_id, Delivery.sent_at.is_not(None)
+                        )
+                    )
+                )
+                if keep_times
+                else []
+            )
             first, last = session.execute(
                 select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
                     Delivery.edition_id == begun.edition_id
@@ -396,6 +433,7 @@ def send_run(
         first_seconds=(first - enqueued_at).total_seconds(),
         last_seconds=(last - enqueued_at).total_seconds(),
         prepared=prepared,
+        sent_times=[t for t in sent_times if t is not None],
     )
 
 

@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.config import Settings
 from service.db import make_engine, session_factory
+from service.tracking.buffer import EventBuffer
 from service.web import register
 from service.web.converters import BoundedIntConverter
 from service.web.extensions import csrf
@@ -28,7 +29,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         TESTING=settings.testing,
     )
     app.extensions["hebdo.settings"] = settings
-    app.extensions["hebdo.sessions"] = session_factory(make_engine(settings.database_url))
+    app.extensions["hebdo.sessions"] = sessions = session_factory(
+        make_engine(settings.database_url)
+    )
+    # Pixel, click and feedback events are written in batches, not in the request.
+    app.extensions["hebdo.events"] = EventBuffer(sessions, interval=settings.event_flush_seconds)
     csrf.init_app(app)
     if settings.proxies:
         # Behind nginx or a load balancer the client address (per-IP limits, consent

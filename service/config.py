@@ -89,6 +89,8 @@ class Settings:
     email_templates_path: Path = field(default=PROJECT_ROOT / "templates" / "email")
     maildir_path: Path | None = None  # where the embedded sink keeps mail (Outbox page)
     api_rate_per_minute: int = 600  # JSON API requests a minute per token
+    # Public-link events are written in batches this often (0: in the request).
+    event_flush_seconds: float = 1.0
     proxies: int = 0  # reverse proxies in front of the web app (trust their X-Forwarded-*)
     # Bounce webhooks of relays that report over HTTP; each is off (404) until configured.
     mailgun_signing_key: str | None = None
@@ -137,6 +139,7 @@ class Settings:
             maildir_path=Path(env.get("HEBDO_MAILDIR", str(instance / "maildir"))),
             proxies=int(env.get("HEBDO_PROXIES", "0")),
             api_rate_per_minute=int(env.get("HEBDO_API_RATE_PER_MINUTE", "600")),
+            event_flush_seconds=float(env.get("HEBDO_EVENT_FLUSH_SECONDS", "1")),
             mailgun_signing_key=env.get("MAILGUN_WEBHOOK_SIGNING_KEY") or None,
             postmark_webhook_secret=env.get("POSTMARK_WEBHOOK_SECRET") or None,
             sendgrid_public_key=env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,

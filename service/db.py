@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine, Result
+from sqlalchemy.engine import Connection, Engine, Result
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -36,10 +36,31 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so
         # a claim (UPDATE … RETURNING) takes the write lock at once.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A read-only session (see read_only) takes no write lock: in WAL mode it never
+    # waits for a writer, nor makes one wait.
+    read_only_ = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only_ else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "hebdo_read_only"
+
+
+def read_only(session: Session) -> Session:
+    """Open the session's transaction as a reader (before its first statement).
+
+    On SQLite a plain BEGIN instead of BEGIN IMMEDIATE: the public click redirect
+    reads one row and must not queue behind the workers' and the event buffer's writes.
+    The session must not write.
+    """
+    session.connection(execution_options={READ_ONLY: True})
+    return session
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -99,9 +99,11 @@ def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Flask:
-    """The web app on the test instance."""
-    return create_app(settings)
+def app(settings: Settings) -> Iterator[Flask]:
+    """The web app on the test instance (its event buffer is written and stopped after)."""
+    web = create_app(settings)
+    yield web
+    web.extensions["hebdo.events"].close()
 
 
 @pytest.fixture

@@ -6,12 +6,21 @@ their complaints) and in the mailto of `List-Unsubscribe` (`unsubscribe+TOKEN@â€
 `process_message` reads one returned message, checks the token and applies what
 it says. Anything it cannot tie to a delivery by a valid token changes nothing:
 it is reported as "ignored", never as an error, so an MTA never bounces it back.
+
+Feedback loops that send their complaints to a fixed address of yours (set up with
+the mailbox provider, not the VERP sender) reach `hebdo inbound` too: a
+feedback report (RFC 5965) addressed elsewhere is tied to its delivery by our
+Message-ID in the quoted original headers. That Message-ID carries an HMAC and is
+stored on the delivery, so it cannot be made up; the Feedback-ID and the recipient
+alone are not trusted here (anyone can mail that address, and a complaint
+suppresses the reader).
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.message import Message
@@ -57,6 +66,8 @@ def process_message(
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
     target = _target(message, envelope_recipients)
     if target is None:
+        if _part(message, "message/feedback-report") is not None:
+            return _fixed_address_complaint(session, message)
         return InboundResult("ignored", None, "not addressed to bounces+ or unsubscribe+")
     prefix, token = target
     # The mailto takes the unsubscribe token (or the legacy delivery token of older mail).
@@ -84,6 +95,50 @@ def process_message(
         # Auto-replies and bounces in free text: nothing reliable to act on.
         return InboundResult("ignored", delivery_id, "no delivery status report")
     return _bounce(session, ref, report)
+
+
+# Our Message-ID, <EDITION.DELIVERY.HMAC@domain> (service.mail.mime.message_id).
+OUR_MESSAGE_ID = re.compile(r"<?(\d+)\.(\d+)\.[0-9a-f]{10}@[^<>\s]+>?")
+
+
+def delivery_by_message_id(session: Session, value: str | None) -> int | None:
+    """The delivery that was sent with this Message-ID (checked against the stored one)."""
+    found = OUR_MESSAGE_ID.fullmatch((value or "").strip())
+    if not found:
+        return None
+    delivery_id = session.scalar(
+        select(Delivery.id).where(
+            Delivery.id == int(found[2]), Delivery.message_id == f"<{found[0].strip('<>')}>"
+        )
+    )
+    return None if delivery_id is None else int(delivery_id)
+
+
+def _original_headers(message: Message) -> Message | None:
+    """The quoted original of a report: a message/rfc822 part or text/rfc822-headers."""
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind == "message/rfc822":
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                return payload[0]
+        if kind == "text/rfc822-headers":
+            text = part.get_payload(decode=True)
+            if isinstance(text, bytes):
+                return email.message_from_bytes(text, policy=email.policy.compat32)
+    return None
+
+
+def _fixed_address_complaint(session: Session, message: Message) -> InboundResult:
+    original = _original_headers(message)
+    message_id = str(original.get("Message-ID", "")) if original is not None else ""
+    delivery_id = delivery_by_message_id(session, message_id)
+    if delivery_id is None:
+        return InboundResult("ignored", None, "feedback report without one of our Message-IDs")
+    feedback_type = _feedback_type(message)
+    if feedback_type == "not-spam":
+        return InboundResult("ignored", delivery_id, "feedback report: not-spam")
+    return _complaint(session, events.lookup(session, delivery_id), feedback_type)
 
 
 def _target(message: Message, envelope_recipients: Sequence[str]) -> tuple[str, str] | None:

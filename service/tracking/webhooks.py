@@ -47,7 +47,7 @@ from service.tracking import events, inbound
 MAX_BODY = 1_000_000  # bytes; a provider's batch is far smaller
 
 Kind = Literal["hard_bounce", "soft_bounce", "complaint"]
-_OUR_MESSAGE_ID = re.compile(r"<?(\d+)\.(\d+)\.[0-9a-f]{10}@[^<>\s]+>?")
+_OUR_MESSAGE_ID = inbound.OUR_MESSAGE_ID
 _FEEDBACK_ID = re.compile(r"^(\d+):[^:]*:hebdo$")
 
 
@@ -332,14 +332,9 @@ def _ses(message: Any, sns_id: str) -> list[Report]:
 
 def _delivery(session: Session, report: Report) -> int | None:
     """The delivery a report is about, or None."""
-    found = _OUR_MESSAGE_ID.fullmatch((report.message_id or "").strip())
-    if found:
-        mid = f"<{found[0].strip('<>')}>"
-        delivery_id = session.scalar(
-            select(Delivery.id).where(Delivery.id == int(found[2]), Delivery.message_id == mid)
-        )
-        if delivery_id is not None:
-            return int(delivery_id)
+    delivery_id = inbound.delivery_by_message_id(session, report.message_id)
+    if delivery_id is not None:
+        return delivery_id
     recipient = report.recipient.strip().lower()
     if not recipient:
         return None
@@ -347,12 +342,12 @@ def _delivery(session: Session, report: Report) -> int | None:
     edition = _FEEDBACK_ID.match(report.feedback_id or "")
     if edition:
         query = query.where(Delivery.edition_id == int(edition[1]))
-    delivery_id = session.scalar(
+    found = session.scalar(
         query.where(Delivery.status == DeliveryStatus.SENT)
         .order_by(Delivery.sent_at.desc())
         .limit(1)
     )
-    return None if delivery_id is None else int(delivery_id)
+    return None if found is None else int(found)
 
 
 def apply(session: Session, reports: list[Report]) -> Outcome:

@@ -28,6 +28,7 @@ from service.config import Settings
 from service.models import Edition, Editor, Newsletter, Subscription
 from service.team import audit, editors, permissions
 from service.team.permissions import Permission
+from service.tracking.buffer import EventBuffer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +36,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 def settings() -> Settings:
     """The app's settings."""
     value: Settings = current_app.extensions["hebdo.settings"]
+    return value
+
+
+def event_buffer() -> EventBuffer:
+    """Where public-link events wait to be written in a batch."""
+    value: EventBuffer = current_app.extensions["hebdo.events"]
     return value
 
 

@@ -14,6 +14,7 @@ import base64
 from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from service import tokens
+from service.db import read_only
 from service.mail import links
 from service.mail.mime import (
     CLICK_PURPOSE,
@@ -22,9 +23,10 @@ from service.mail.mime import (
     OPEN_PURPOSE,
     UNSUBSCRIBE_PURPOSE,
 )
+from service.models import EventKind
 from service.tracking import events
 from service.web import i18n
-from service.web.deps import db, settings
+from service.web.deps import close_db, db, event_buffer, settings
 from service.web.extensions import csrf
 
 blueprint = Blueprint("public", __name__)
@@ -81,16 +83,18 @@ def unsubscribe(token: str) -> tuple[str, int]:
 
 @blueprint.get(links.ROUTES["open"])
 def open_pixel(token: str) -> Response:
-    """Record an open and answer with a transparent GIF (HEAD too: recorded as a machine's)."""
+    """Hand an open to the event buffer and answer with a transparent GIF.
+
+    No database access: the event is written with its batch (a delivery that no
+    longer exists is dropped then). HEAD is recorded too, as a machine's.
+    """
     status = 200
     try:
         (delivery_id,) = tokens.verify_any(
             settings().secret_key, (OPEN_PURPOSE, DELIVERY_PURPOSE), token, 1
         )
-        session = db()
-        events.record_open(session, delivery_id, _seen())
-        session.commit()
-    except (tokens.BadToken, events.UnknownDelivery):
+        event_buffer().add(events.pending(EventKind.OPEN, delivery_id, _seen()))
+    except tokens.BadToken:
         # Still the transparent GIF, so a mail client shows no broken image either way.
         status = 404
     response = Response(PIXEL, status=status, mimetype="image/gif")
@@ -100,26 +104,26 @@ def open_pixel(token: str) -> Response:
 
 @blueprint.get(links.ROUTES["click"])
 def click(token: str, index: int) -> Response:
-    """Record a click and redirect to the link stored with the edition."""
+    """Redirect to the link stored with the edition; the click is written with its batch."""
     delivery_id = _delivery_id(token, CLICK_PURPOSE)
-    session = db()
     try:
-        target = events.record_click(session, delivery_id, index, _seen())
-        session.commit()
+        target = events.click_target(read_only(db()), delivery_id, index)
     except events.UnknownDelivery:
         abort(404)
+    finally:
+        close_db()  # end the read now: the redirect needs nothing more
+    event_buffer().add(events.pending(EventKind.CLICK, delivery_id, _seen(), link_index=index))
     return redirect(target, code=302)  # type: ignore[return-value]
 
 
 @blueprint.get(links.ROUTES["feedback"])
 def feedback(token: str, answer: str) -> str:
-    """Record "did you like this edition?" and thank the reader."""
+    """Hand "did you like this edition?" to the event buffer and thank the reader."""
     delivery_id = _delivery_id(token, FEEDBACK_PURPOSE)
-    session = db()
+    session = read_only(db())  # the newsletter's language: a read, no write lock
     try:
         i18n.use_newsletter_locale(session, events.lookup(session, delivery_id).newsletter_id)
-        events.record_feedback(session, delivery_id, liked=answer == "yes", seen=_seen())
-        session.commit()
     except events.UnknownDelivery:
         abort(404)
+    event_buffer().add(events.feedback(delivery_id, answer == "yes", _seen()))
     return render_template("web/feedback.html", liked=answer == "yes")

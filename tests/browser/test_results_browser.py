@@ -31,6 +31,7 @@ from service.team import editors
 from tests import factories
 from tests.support.browser import ARTIFACTS, log_in
 from tests.support.smtp import RecordedMessage, RecordingSmtpServer
+from tests.support.waits import wait_for_events
 
 EDITOR = "redaction@exemple.fr"
 PASSWORD = "une-phrase-de-passe"
@@ -42,7 +43,7 @@ READERS = 30
 DAY = 86400.0
 
 
-def _fetch(url: str, agent: str, method: str = "GET") -> None:
+def _fetch(url: str, agent: str, method: str = "GET") -> int:
     """One request to the served app, as a mail client or scanner makes it (no proxy)."""
     assert url.startswith("http://127.0.0.1:"), url
     request = urllib.request.Request(url, method=method, headers={"User-Agent": agent})  # noqa: S310 - http to the served app only (checked above)
@@ -59,6 +60,7 @@ def _fetch(url: str, agent: str, method: str = "GET") -> None:
     except urllib.error.HTTPError as error:
         status = error.code
     assert status in (200, 302), (url, status)
+    return 1  # one event to wait for
 
 
 def _urls(message: RecordedMessage, base_url: str, pattern: str) -> list[str]:
@@ -108,10 +110,15 @@ def _readers_act(
     base_url: str,
     opening: int,
 ) -> None:
-    """Readers 0-5 behind Apple's proxy, 6-8 scanned, then `opening` people read, some click."""
+    """Readers 0-5 behind Apple's proxy, 6-8 scanned, then `opening` people read, some click.
+
+    The served app writes events in batches, about once a second: before moving a
+    reader's events back, wait until its buffer has written every request made so far.
+    """
     addresses = sorted(mail)
+    made = 0
     for address in addresses[:6]:
-        _fetch(_urls(mail[address], base_url, r"/o/[\w-]+\.gif")[0], APPLE)
+        made += _fetch(_urls(mail[address], base_url, r"/o/[\w-]+\.gif")[0], APPLE)
     for address in addresses[6:9]:
         with sessions.begin() as session:  # the gateway scans as the message arrives
             session.execute(
@@ -120,16 +127,17 @@ def _readers_act(
                 .values(sent_at=utcnow())
             )
         for url in _urls(mail[address], base_url, r"/c/[\w-]+/\d+"):
-            _fetch(url, SCANNER, "HEAD")
-            _fetch(url, SCANNER)
+            made += _fetch(url, SCANNER, "HEAD")
+            made += _fetch(url, SCANNER)
     for n, address in enumerate(addresses[9 : 9 + opening]):
         agent = GMAIL if n % 3 == 0 else PERSON
-        _fetch(_urls(mail[address], base_url, r"/o/[\w-]+\.gif")[0], agent)
+        made += _fetch(_urls(mail[address], base_url, r"/o/[\w-]+\.gif")[0], agent)
         clicks = _urls(mail[address], base_url, r"/c/[\w-]+/\d+")
         if n % 2 == 0:
-            _fetch(clicks[n % 6], PERSON)
+            made += _fetch(clicks[n % 6], PERSON)
         if n % 5 == 0:
-            _fetch(_urls(mail[address], base_url, r"/f/[\w-]+/yes")[0], PERSON)
+            made += _fetch(_urls(mail[address], base_url, r"/f/[\w-]+/yes")[0], PERSON)
+        wait_for_events(sessions, made, Event.edition_id == edition_id)
         _on_day(sessions, edition_id, address, [0.2, 0.4, 0.6, 1.5, 2.5, 4.5][n % 6])
 
 

@@ -307,6 +307,38 @@ def test_feedback_loop_complaint_marks_the_reader_complained_and_suppresses_them
     assert state.events[0] == (EventKind.COMPLAINT, "abuse", reader.delivery_id)
 
 
+def test_complaint_at_a_fixed_feedback_loop_address_is_matched_by_our_message_id(
+    backend: str,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    smtp_server: RecordingSmtpServer,
+) -> None:
+    sent = _send(sessions, settings, smtp_server, readers=2)
+    reader, other = sent["r0@example.org"], sent["r1@example.org"]
+    fixed = "fbl@hebdo.example"
+    report = _arf(reader).replace(f"To: <{reader.verp}>".encode(), f"To: <{fixed}>".encode())
+    # Someone who knows the other reader's address, but not their Message-ID, tries too.
+    mid = re.search(r"Message-ID: (<[^>]+>)", other.headers, re.IGNORECASE)
+    assert mid is not None
+    forged = (
+        _arf(other)
+        .replace(f"To: <{other.verp}>".encode(), f"To: <{fixed}>".encode())
+        .replace(mid[1].encode(), re.sub(r"\.[0-9a-f]{10}@", ".0123456789@", mid[1]).encode())
+    )
+    assert forged != _arf(other)
+
+    result = _process(sessions, settings, report, fixed)
+    refused = _process(sessions, settings, forged, fixed)
+
+    assert (result.kind, result.delivery_id) == ("complaint", reader.delivery_id)
+    assert refused.kind == "ignored"
+    assert _state(sessions, reader.email).subscriber == SubscriberStatus.COMPLAINED
+    untouched = _state(sessions, other.email)
+    assert untouched.subscriber != SubscriberStatus.COMPLAINED
+    assert untouched.suppressions == []
+    assert untouched.events == []
+
+
 def test_mail_to_the_list_unsubscribe_mailto_unsubscribes_the_reader(
     backend: str,
     settings: Settings,

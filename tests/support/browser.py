@@ -38,7 +38,8 @@ def serve(settings: Settings) -> Iterator[tuple[str, Settings]]:
         port = free_port()
         served = replace(settings, base_url=f"http://127.0.0.1:{port}")
         try:
-            server = make_server("127.0.0.1", port, create_app(served), threaded=True)
+            app = create_app(served)
+            server = make_server("127.0.0.1", port, app, threaded=True)
             break
         except OSError:
             continue
@@ -50,6 +51,7 @@ def serve(settings: Settings) -> Iterator[tuple[str, Settings]]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
+        app.extensions["hebdo.events"].close()  # write the last batch of tracking events
 
 
 @contextmanager

@@ -46,6 +46,7 @@ from service.sending import loop
 from service.tracking import inbound
 from tests import factories
 from tests.support.smtp import RecordedMessage, RecordingSmtpServer
+from tests.support.waits import flush_events
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -86,6 +87,7 @@ class World:
     csrf: str = ""
 
     def state(self) -> State:
+        flush_events(self.client.application)  # what the endpoints handed to the buffer
         with self.sessions() as session:
             events = session.execute(
                 select(Event.kind, Event.delivery_id, Event.value).order_by(Event.id)
