@@ -17,6 +17,7 @@ from service.web import (
     reader,
     results,
     subscribers,
+    team_access,
     webhooks,
 )
 from service.web.i18n import _
@@ -35,6 +36,7 @@ def register(app: Flask) -> None:
         subscribers,
         preview,
         composer,
+        team_access,
         webhooks,
     ):
         app.register_blueprint(module.blueprint)

@@ -9,7 +9,8 @@ from urllib.parse import unquote
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from service.team import editors
+from service.team import access, editors
+from service.web import team_access
 from service.web.deps import current_editor, db, editor_required
 from service.web.i18n import _, ngettext
 
@@ -37,6 +38,10 @@ def safe_next(target: str | None) -> str:
 def login() -> Response | tuple[str, int, dict[str, str]]:
     """Log an editor in; too many failures get a 429 with the wait, whatever the password."""
     if request.method == "GET":
+        if access.needs_first_admin(db()):
+            if team_access.from_loopback():
+                return redirect(url_for("team_access.setup"))
+            return render_template("web/login.html", no_editor=True), 200, {}
         return render_template("web/login.html"), 200, {}
     result = editors.log_in(
         db(),
@@ -55,8 +60,10 @@ def login() -> Response | tuple[str, int, dict[str, str]]:
         )
         page = render_template("web/login.html", error=error)
         return page, 429, {"Retry-After": str(result.retry_after)}
+    if result.second_factor and result.editor is not None:
+        return team_access.start_second_step(result.editor, request.args.get("next"))
     if result.token:
-        _fresh_session()
+        fresh_session()
         session["sid"] = result.token
         return redirect(safe_next(request.args.get("next")))
     page = render_template("web/login.html", error=_("Unknown address or wrong password."))
@@ -68,7 +75,7 @@ def logout() -> Response:
     """Log out: the session ends on the server too, so a saved cookie opens nothing."""
     editors.log_out(db(), session.get("sid"))
     db().commit()
-    _fresh_session()
+    fresh_session()
     return redirect(url_for("auth.login"))
 
 
@@ -108,7 +115,7 @@ def logout_everywhere() -> Response:
     assert editor is not None
     editors.log_out_everywhere(db(), editor)
     db().commit()
-    _fresh_session()
+    fresh_session()
     return redirect(url_for("auth.login"))
 
 
@@ -125,6 +132,7 @@ def _account_page(error: str | None = None) -> str:
         rows=rows,
         error=error,
         min_length=editors.MIN_PASSWORD_LENGTH,
+        recovery_left=len(editor.totp_recovery.split()),
     )
 
 
@@ -140,7 +148,7 @@ def _password_problem(problem: editors.PasswordProblem) -> str:
     return _("The new password must have at least {n} characters.", n=editors.MIN_PASSWORD_LENGTH)
 
 
-def _fresh_session() -> None:
+def fresh_session() -> None:
     # A new cookie session (and so a new CSRF token) at each login and logout;
     # only the language chosen on the page stays.
     lang = session.get("lang")
