@@ -31,7 +31,7 @@ _STEP_MEMORY = 180  # seconds a used code's time step is remembered (valid_windo
 
 
 class CodeProblem(enum.Enum):
-    WRONG_PASSWORD = "the password is wrong"
+    WRONG_PASSWORD = "the password is wrong"  # noqa: S105 (a message, not a password)
     WRONG_CODE = "the code is wrong"
     LOCKED = "too many failed attempts on this account"
 

@@ -72,7 +72,9 @@ def _mail(notice: Notice, editor_id: int, *, inviter: str = "") -> bool:
 
 def _password_problem(problem: editors.PasswordProblem) -> str:
     if problem is editors.PasswordProblem.TOO_LONG:
-        return _("The new password must have at most {n} characters.", n=editors.MAX_PASSWORD_LENGTH)
+        return _(
+            "The new password must have at most {n} characters.", n=editors.MAX_PASSWORD_LENGTH
+        )
     return _("The new password must have at least {n} characters.", n=editors.MIN_PASSWORD_LENGTH)
 
 
@@ -136,10 +138,18 @@ def invite() -> Page | Response:
         flash(_("Invitation sent to {email}.", email=editor.email), "ok")
     else:
         flash(
-            _("The account of {email} is created but the invitation could not be sent: invite again later.", email=editor.email),
+            _(
+                "The account of {email} is created but the invitation could not be sent: "
+                "invite again later.",
+                email=editor.email,
+            ),
             "error",
         )
     return redirect(url_for("team_access.invite"))
+
+
+def _set_password_page(editor: Editor, kind: str, error: str | None = None) -> str:
+    return render_template("web/set_password.html", editor=editor, kind=kind, error=error)
 
 
 def _link_error(error: access.LinkInvalid) -> Page:
@@ -155,10 +165,14 @@ def welcome(token: str) -> Page | Response:
     except access.LinkInvalid as error:
         return _link_error(error)
     if request.method == "GET":
-        return render_template("web/set_password.html", editor=editor, kind="welcome", error=None), 200
+        return render_template(
+            "web/set_password.html", editor=editor, kind="welcome", error=None
+        ), 200
     new, problem = _new_password()
     if problem is not None:
-        page = render_template("web/set_password.html", editor=editor, kind="welcome", error=problem)
+        page = render_template(
+            "web/set_password.html", editor=editor, kind="welcome", error=problem
+        )
         return page, 400
     try:
         access.welcome(db(), settings().secret_key, token, new, client_network=_network())
@@ -197,7 +211,9 @@ def reset(token: str) -> Page | Response:
     except access.LinkInvalid as error:
         return _link_error(error)
     if request.method == "GET":
-        return render_template("web/set_password.html", editor=editor, kind="reset", error=None), 200
+        return render_template(
+            "web/set_password.html", editor=editor, kind="reset", error=None
+        ), 200
     new, problem = _new_password()
     if problem is not None:
         page = render_template("web/set_password.html", editor=editor, kind="reset", error=problem)

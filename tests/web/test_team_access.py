@@ -13,6 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
 
 from service import tokens
 from service.config import Settings
@@ -34,7 +35,9 @@ def _csrf(client: FlaskClient, path: str) -> str:
     return match.group(1)
 
 
-def _post(client: FlaskClient, path: str, data: dict[str, str], *, form: str | None = None):  # type: ignore[no-untyped-def]
+def _post(
+    client: FlaskClient, path: str, data: dict[str, str], *, form: str | None = None
+) -> TestResponse:
     token = _csrf(client, form or path)
     return client.post(path, data={**data, "csrf_token": token}, environ_base=REMOTE)
 
@@ -54,7 +57,8 @@ def _link(message: EmailMessage) -> str:
     match = LINK.search(text.get_content())
     assert match is not None, "no link in the message"
     html = message.get_body(("html",))
-    assert html is not None and match.group(1) in html.get_content()
+    assert html is not None
+    assert match.group(1) in html.get_content()
     return match.group(1)
 
 
@@ -94,7 +98,8 @@ def test_an_invitation_arrives_its_link_sets_the_password_and_the_editor_logs_in
     assert path.startswith("/welcome/")
     with sessions() as session:
         invited = session.scalar(select(Editor).where(Editor.email == "bea@exemple.fr"))
-        assert invited is not None and invited.role is EditorRole.VIEWER
+        assert invited is not None
+        assert invited.role is EditorRole.VIEWER
         # No password opens the account before the link is used.
         assert editors.authenticate(session, "bea@exemple.fr", "") is None
         assert not editors.has_password(invited)
@@ -102,11 +107,13 @@ def test_an_invitation_arrives_its_link_sets_the_password_and_the_editor_logs_in
     invitee = client.application.test_client()
     assert _log_in(invitee, "bea@exemple.fr", PASSWORD) == 401
     page = invitee.get(path, environ_base=REMOTE)
-    assert page.status_code == 200 and "bea@exemple.fr" in page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "bea@exemple.fr" in page.get_data(as_text=True)
     short = _post(invitee, path, {"new_password": "court", "confirm_password": "court"})
     assert short.status_code == 400
     done = _post(invitee, path, {"new_password": PASSWORD, "confirm_password": PASSWORD})
-    assert done.status_code == 302 and done.headers["Location"] == "/login"
+    assert done.status_code == 302
+    assert done.headers["Location"] == "/login"
     assert _log_in(invitee, "bea@exemple.fr", PASSWORD) == 302
     assert _logged_in(invitee)
 
@@ -236,7 +243,8 @@ def test_an_unknown_address_gets_the_same_answer_and_no_mail(
     assert unknown.get_data() == known.get_data()
     assert [m.rcpt_tos for m in smtp_server.messages] == [(ADMIN,)]
     junk = _post(client, "/reset", {"email": "pas une adresse"})
-    assert junk.status_code == 200 and junk.get_data() == known.get_data()
+    assert junk.status_code == 200
+    assert junk.get_data() == known.get_data()
 
 
 def test_reset_requests_are_limited_per_address_and_per_network(
@@ -246,9 +254,7 @@ def test_reset_requests_are_limited_per_address_and_per_network(
     assert statuses == [200, 200, 200, 429]
     assert len(smtp_server.wait_for(3)) == 3
     # Other addresses from the same network: ten requests an hour in all.
-    more = [
-        _post(client, "/reset", {"email": f"n{i}@exemple.fr"}).status_code for i in range(8)
-    ]
+    more = [_post(client, "/reset", {"email": f"n{i}@exemple.fr"}).status_code for i in range(8)]
     assert more.count(429) == 2
     time.sleep(0.2)
     assert len(smtp_server.messages) == 3
@@ -262,7 +268,8 @@ def _turn_on(client: FlaskClient) -> tuple[str, list[str]]:
     match = re.search(r'name="secret" value="([A-Z2-7]{32})"', page)
     assert match is not None
     secret = match.group(1)
-    assert f"secret={secret}" in page and "otpauth://totp/" in page
+    assert f"secret={secret}" in page
+    assert "otpauth://totp/" in page
     wrong = _post(
         client,
         "/account/two-step",
@@ -287,21 +294,23 @@ def _second_step(client: FlaskClient, code: str) -> int:
 
 
 def test_two_step_sign_in_asks_a_code_after_the_password_and_takes_a_recovery_code_once(
-    backend: str,
-    client: FlaskClient, sessions: sessionmaker[Session], admin: int
+    backend: str, client: FlaskClient, sessions: sessionmaker[Session], admin: int
 ) -> None:
     assert _log_in(client, ADMIN, PASSWORD) == 302
     secret, codes = _turn_on(client)
     with sessions() as session:
         editor = session.get(Editor, admin)
-        assert editor is not None and editor.totp_secret == secret
+        assert editor is not None
+        assert editor.totp_secret == secret
         stored = editor.totp_recovery.split()
-        assert len(stored) == 10 and not any(c.replace("-", "") in stored for c in codes)
+        assert len(stored) == 10
+        assert not any(c.replace("-", "") in stored for c in codes)
     client.post("/logout", data={"csrf_token": _csrf(client, "/account/")}, environ_base=REMOTE)
 
     # The password alone opens no session.
     response = _post(client, "/login", {"email": ADMIN, "password": PASSWORD})
-    assert response.status_code == 302 and response.headers["Location"] == "/login/code"
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login/code"
     assert not _logged_in(client)
     assert _second_step(client, "123456") == 401
     assert not _logged_in(client)
@@ -318,7 +327,8 @@ def test_two_step_sign_in_asks_a_code_after_the_password_and_takes_a_recovery_co
     assert _second_step(third, codes[0]) == 401
     assert not _logged_in(third)
     actions = _actions(sessions)
-    assert "editor.totp.on" in actions and actions.count("login.recovery_code") == 1
+    assert "editor.totp.on" in actions
+    assert actions.count("login.recovery_code") == 1
 
     # Turning it off takes the password.
     token = _csrf(client, "/account/")
@@ -330,7 +340,8 @@ def test_two_step_sign_in_asks_a_code_after_the_password_and_takes_a_recovery_co
     assert refused.status_code == 302
     with sessions() as session:
         editor = session.get(Editor, admin)
-        assert editor is not None and editor.totp_secret == secret
+        assert editor is not None
+        assert editor.totp_secret == secret
     client.post(
         "/account/two-step/off",
         data={"password": PASSWORD, "csrf_token": token},
@@ -338,7 +349,9 @@ def test_two_step_sign_in_asks_a_code_after_the_password_and_takes_a_recovery_co
     )
     with sessions() as session:
         editor = session.get(Editor, admin)
-        assert editor is not None and editor.totp_secret == "" and editor.totp_recovery == ""
+        assert editor is not None
+        assert editor.totp_secret == ""
+        assert editor.totp_recovery == ""
     assert _actions(sessions)[-1] == "editor.totp.off"
     fourth = client.application.test_client()
     assert _log_in(fourth, ADMIN, PASSWORD) == 302
@@ -356,7 +369,8 @@ def test_wrong_codes_count_as_failed_logins(
     assert statuses == [401, 401, 401, 401]
     # Five failures on the account: even the right code waits now.
     response = _post(other, "/login/code", {"code": pyotp.TOTP(secret).now()})
-    assert response.status_code == 429 and int(response.headers["Retry-After"]) > 0
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
     assert not _logged_in(other)
 
 
@@ -364,7 +378,8 @@ def test_the_second_step_expires_and_cannot_be_reached_without_the_password(
     client: FlaskClient, admin: int
 ) -> None:
     response = client.get("/login/code", environ_base=REMOTE)
-    assert response.status_code == 302 and response.headers["Location"] == "/login"
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login"
     with client.session_transaction() as cookie:
         cookie["pending_login"] = {"id": admin, "at": int(time.time()) - 301, "fp": "x"}
     assert client.get("/login/code", environ_base=REMOTE).status_code == 302
@@ -379,7 +394,8 @@ def test_the_first_visit_from_loopback_creates_the_first_admin(
 ) -> None:
     local = {"REMOTE_ADDR": peer}
     login = client.get("/login", environ_base=local)
-    assert login.status_code == 302 and login.headers["Location"] == "/setup"
+    assert login.status_code == 302
+    assert login.headers["Location"] == "/setup"
     page = client.get("/setup", environ_base=local).get_data(as_text=True)
     token = CSRF.search(page)
     assert token is not None
@@ -395,7 +411,8 @@ def test_the_first_visit_from_loopback_creates_the_first_admin(
     assert client.get("/account/", environ_base=local).status_code == 200
     with sessions() as session:
         [editor] = session.scalars(select(Editor))
-        assert editor.role is EditorRole.ADMIN and editor.email == "premier@exemple.fr"
+        assert editor.role is EditorRole.ADMIN
+        assert editor.email == "premier@exemple.fr"
     assert _actions(sessions) == ["editor.create"]
     # Once any editor exists, /setup is gone, from anywhere.
     assert client.get("/setup", environ_base=local).status_code == 404
