@@ -40,7 +40,8 @@ def login() -> Response | tuple[str, int, dict[str, str]]:
     if request.method == "GET":
         if access.needs_first_admin(db()):
             if team_access.from_loopback():
-                return redirect(url_for("team_access.setup"))
+                # The first admin's form, in place (it posts to /setup).
+                return team_access.setup_page(), 200, {}
             return render_template("web/login.html", no_editor=True), 200, {}
         return render_template("web/login.html"), 200, {}
     result = editors.log_in(

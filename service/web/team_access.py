@@ -245,6 +245,16 @@ def from_loopback() -> bool:
     return True
 
 
+def setup_page(error: str | None = None) -> str:
+    """The form that creates the first admin (also shown by /login on an empty site)."""
+    return render_template(
+        "web/setup.html",
+        remote=False,
+        error=error,
+        min_password_length=editors.MIN_PASSWORD_LENGTH,
+    )
+
+
 @blueprint.route("/setup", methods=["GET", "POST"])
 def setup() -> Page | Response:
     """Create the first admin of an empty site, from this machine only; 404 afterwards."""
@@ -253,10 +263,10 @@ def setup() -> Page | Response:
     if not from_loopback():
         return render_template("web/setup.html", remote=True, error=None), 403
     if request.method == "GET":
-        return render_template("web/setup.html", remote=False, error=None), 200
+        return setup_page(), 200
     new, problem = _new_password()
     if problem is not None:
-        return render_template("web/setup.html", remote=False, error=problem), 400
+        return setup_page(problem), 400
     try:
         editor = access.create_first_admin(
             db(),
@@ -266,11 +276,10 @@ def setup() -> Page | Response:
             client_network=_network(),
         )
     except InvalidAddress:
-        error = _("This email address is not valid.")
-        return render_template("web/setup.html", remote=False, error=error), 400
+        return setup_page(_("This email address is not valid.")), 400
     except UnusableText:
         error = _("The name cannot be used: it is too long or holds control characters.")
-        return render_template("web/setup.html", remote=False, error=error), 400
+        return setup_page(error), 400
     except access.AlreadySetUp:
         db().rollback()
         abort(404)
