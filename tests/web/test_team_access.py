@@ -449,3 +449,46 @@ def test_the_first_admin_cannot_be_created_from_another_address(
     assert forged.status_code == 403
     with sessions() as session:
         assert session.scalar(select(Editor)) is None
+
+
+def test_odd_input_to_the_first_admin_form_is_refused_calmly(
+    client: FlaskClient, sessions: sessionmaker[Session]
+) -> None:
+    local = {"REMOTE_ADDR": "127.0.0.1"}
+    page = client.get("/setup", environ_base=local).get_data(as_text=True)
+    match = CSRF.search(page)
+    assert match is not None
+    token = match.group(1)
+    odd = {
+        "email": ["", "x" * 10_000, "a@b", "é" * 300, "a\r\nb@exemple.fr", "pas une adresse"],
+        "new_password": ["", "court", "x" * 10_000],
+    }
+    for field, values in odd.items():
+        for value in values:
+            data = {
+                "email": "premier@exemple.fr",
+                "name": "",
+                "new_password": PASSWORD,
+                "confirm_password": PASSWORD,
+                "csrf_token": token,
+            }
+            data[field] = value
+            if field == "new_password":
+                data["confirm_password"] = value
+            response = client.post("/setup", data=data, environ_base=local)
+            assert response.status_code == 400, (field, value[:20])
+    with sessions() as session:
+        assert session.scalar(select(Editor)) is None
+    # A hostile name is cleaned to one short line, as every name is.
+    data = {
+        "email": "premier@exemple.fr",
+        "name": "Ada\r\nBcc: x@exemple.fr" + "x" * 10_000,
+        "new_password": PASSWORD,
+        "confirm_password": PASSWORD,
+        "csrf_token": token,
+    }
+    assert client.post("/setup", data=data, environ_base=local).status_code == 302
+    with sessions() as session:
+        [editor] = session.scalars(select(Editor))
+        assert editor.name.startswith("Ada Bcc: x@exemple.fr")
+        assert len(editor.name) <= 200
