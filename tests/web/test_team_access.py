@@ -270,6 +270,7 @@ def _turn_on(client: FlaskClient) -> tuple[str, list[str]]:
     secret = match.group(1)
     assert f"secret={secret}" in page
     assert "otpauth://totp/" in page
+    assert "<svg width=" in page  # the QR code, drawn on the server
     wrong = _post(
         client,
         "/account/two-step",
@@ -417,9 +418,9 @@ def test_the_first_visit_from_loopback_creates_the_first_admin(
     assert _actions(sessions) == ["editor.create"]
     # Once any editor exists, /setup is gone, from anywhere.
     assert client.get("/setup", environ_base=local).status_code == 404
-    login = client.get("/login", environ_base=local)
-    assert login.status_code == 200
-    fresh = CSRF.search(login.get_data(as_text=True))
+    after = client.get("/login", environ_base=local)
+    assert after.status_code == 200
+    fresh = CSRF.search(after.get_data(as_text=True))
     assert fresh is not None
     data["csrf_token"] = fresh.group(1)
     assert client.post("/setup", data=data, environ_base=local).status_code == 404
