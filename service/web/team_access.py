@@ -68,7 +68,13 @@ def _mail(notice: Notice, editor_id: int, *, inviter: str = "") -> bool:
     )
     with SmtpTransport(relays) as transport:
         return access.send_message(
-            db(), notice, editor, config, transport, lang=get_locale(), inviter=inviter
+            db(),
+            notice,
+            editor,
+            config,
+            transport,
+            lang=editor.language or get_locale(),  # their own choice, else this page's
+            inviter=inviter,
         )
 
 

@@ -168,6 +168,23 @@ def test_an_invitation_link_dies_after_72_hours_and_when_a_new_one_is_sent(
     assert len(smtp_server.messages) == 2
 
 
+def test_the_invitation_speaks_the_language_of_the_admin_s_pages(
+    client: FlaskClient, smtp_server: RecordingSmtpServer, admin: int
+) -> None:
+    assert _log_in(client, ADMIN, PASSWORD) == 302
+    assert client.get("/account/?lang=fr", environ_base=REMOTE).status_code == 200
+    assert _invite(client, "bea@exemple.fr") == 302
+    message = smtp_server.wait_for(1)[0].parsed()
+    assert message["Subject"] == "Vous êtes invité à éditer des newsletters sur Hebdo"
+    text = message.get_body(("plain",))
+    assert text is not None
+    body = text.get_content()
+    assert "Bonjour Béa," in body
+    assert "Ada vous invite à rejoindre l'équipe" in body
+    assert "(rôle : éditeur)" in body
+    assert "pendant 72 heures" in body
+
+
 @pytest.mark.parametrize("role", [EditorRole.EDITOR, EditorRole.VIEWER])
 def test_only_an_admin_may_invite(
     client: FlaskClient,
