@@ -156,13 +156,23 @@ def second_step(
     """Check the code asked after the password: (how it ended, seconds to wait if locked).
 
     A recovery code is used up. A wrong code counts as a failed login; a right one
-    forgives the account's failures. The caller opens the session and commits.
+    forgives the account's failures. Each outcome is one audit row (`login`,
+    `login.recovery_code`, `login.failed`). The caller opens the session and commits.
     """
     wait = editors.login_wait(session, editor.email, address, now=now)
     if wait:
         return Step.LOCKED, wait
+    who = Who.editor(editor, editors.client_network(address))
     if editor.totp_secret and _code_fits(session, editor, editor.totp_secret, code):
         editors.forgive(session, editor.email)
+        audit.record(
+            session,
+            who,
+            "login",
+            object_type="editor",
+            object_id=editor.id,
+            detail={"second_factor": "totp"},
+        )
         return Step.CODE, 0
     digest = _recovery_digest(code)
     left = editor.totp_recovery.split()
@@ -172,14 +182,22 @@ def second_step(
         editors.forgive(session, editor.email)
         audit.record(
             session,
-            Who.editor(editor, editors.client_network(address)),
-            "login.recovery_code",
+            who,
+            "login.recovery_code",  # the login's one row, as a recovery code is worth a look
             object_type="editor",
             object_id=editor.id,
             detail={"left": len(left)},
         )
         return Step.RECOVERY, 0
     editors.count_failure(session, editor.email, address, now=now)
+    audit.record(
+        session,
+        who,
+        "login.failed",
+        object_type="editor",
+        object_id=editor.id,
+        detail={"second_factor": "wrong code"},
+    )
     return Step.WRONG, 0
 
 

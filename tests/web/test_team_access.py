@@ -347,6 +347,8 @@ def test_two_step_sign_in_asks_a_code_after_the_password_and_takes_a_recovery_co
     actions = _actions(sessions)
     assert "editor.totp.on" in actions
     assert actions.count("login.recovery_code") == 1
+    assert actions.count("login.failed") == 2  # the wrong code, the reused recovery code
+    assert actions.count("login") == 1  # the code from the app
 
     # Turning it off takes the password.
     token = _csrf(client, "/account/")
