@@ -9,12 +9,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
+import logging
 import math
+import threading
 import time
 from typing import Any
 
 import segno
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
@@ -32,6 +45,7 @@ from service.web.deps import current_editor, db, editor_required, settings
 from service.web.i18n import _, get_locale, ngettext
 
 blueprint = Blueprint("team_access", __name__)
+log = logging.getLogger(__name__)
 
 Page = tuple[str, int]
 
@@ -56,7 +70,7 @@ def _who(editor: Editor) -> Who:
     return Who.editor(editor, _network())
 
 
-def _mail(notice: Notice, editor_id: int, *, inviter: str = "") -> bool:
+def _mail(notice: Notice, editor_id: int, *, lang: str, inviter: str = "") -> bool:
     """Mail an invitation or a reset link after the commit; whether the relay took it."""
     config = settings()
     editor = db().get(Editor, editor_id)
@@ -68,14 +82,28 @@ def _mail(notice: Notice, editor_id: int, *, inviter: str = "") -> bool:
     )
     with SmtpTransport(relays) as transport:
         return access.send_message(
-            db(),
-            notice,
-            editor,
-            config,
-            transport,
-            lang=editor.language or get_locale(),  # their own choice, else this page's
-            inviter=inviter,
+            db(), notice, editor, config, transport, lang=lang, inviter=inviter
         )
+
+
+def _mail_after_answering(response: Response, notice: Notice, editor_id: int, lang: str) -> None:
+    """Mail once the answer has left (when the server closes the response), in a thread of
+    its own: the answer is as fast whether or not the address has an account, which a
+    relay's round trip would otherwise tell. Lost if the process dies meanwhile: the
+    person asks again."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def send() -> None:
+        try:
+            with app.app_context():
+                _mail(notice, editor_id, lang=lang)
+        except Exception:  # a thread's failure reaches no one else: log it, whatever it is
+            log.exception("%s for editor %s not sent", notice.value, editor_id)
+
+    def start() -> None:
+        threading.Thread(target=send, name=f"hebdo-{notice.value}", daemon=True).start()
+
+    response.call_on_close(start)
 
 
 def _password_problem(problem: editors.PasswordProblem) -> str:
@@ -142,7 +170,7 @@ def invite() -> Page | Response:
         return render_template("web/team_invite.html", error=error), 400
     db().commit()
     inviter = admin.name or admin.email
-    if _mail(Notice.EDITOR_INVITE, editor.id, inviter=inviter):
+    if _mail(Notice.EDITOR_INVITE, editor.id, lang=get_locale(), inviter=inviter):
         flash(_("Invitation sent to {email}.", email=editor.email), "ok")
     else:
         flash(
@@ -196,7 +224,7 @@ def welcome(token: str) -> Page | Response:
 
 
 @blueprint.route("/reset", methods=["GET", "POST"])
-def reset_request() -> Page:
+def reset_request() -> Page | Response:
     """Ask for a reset link; the answer is the same whether the address has an account."""
     if request.method == "GET":
         return render_template("web/reset_request.html", sent=False), 200
@@ -206,9 +234,11 @@ def reset_request() -> Page:
     db().commit()
     if result.limited:
         return render_template("web/reset_request.html", sent=False, limited=True), 429
+    response: Response = make_response(render_template("web/reset_request.html", sent=True))
     if result.editor is not None:
-        _mail(Notice.EDITOR_RESET, result.editor.id)
-    return render_template("web/reset_request.html", sent=True), 200
+        lang = result.editor.language or get_locale()  # their own choice, else this page's
+        _mail_after_answering(response, Notice.EDITOR_RESET, result.editor.id, lang)
+    return response
 
 
 @blueprint.route(links.ROUTES["reset"], methods=["GET", "POST"])

@@ -39,7 +39,10 @@ def _post(
     client: FlaskClient, path: str, data: dict[str, str], *, form: str | None = None
 ) -> TestResponse:
     token = _csrf(client, form or path)
-    return client.post(path, data={**data, "csrf_token": token}, environ_base=REMOTE)
+    response = client.post(path, data={**data, "csrf_token": token}, environ_base=REMOTE)
+    response.get_data()  # read, then closed as a WSGI server does (a reset mails on close)
+    response.close()
+    return response
 
 
 def _log_in(client: FlaskClient, email: str, password: str) -> int:
