@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.models import Editor, EditorRole
+from service.team import editors
 from tests.browser.test_every_page_browser import AXE_TAGS, OVERFLOW, _violations, axe_source
 from tests.support.browser import log_in
 from tests.support.smtp import RecordingSmtpServer
@@ -125,3 +126,35 @@ def test_first_admin_invites_an_editor_who_signs_in_with_two_steps(
         assert editor.role is EditorRole.EDITOR
         assert editor.totp_secret == secret
     assert not problems, "\n".join(problems)
+
+
+def test_forgotten_password_from_the_login_page_to_a_new_one(
+    browser: Browser,
+    base_url: str,
+    sessions: sessionmaker[Session],
+    smtp_server: RecordingSmtpServer,
+) -> None:
+    with sessions.begin() as session:
+        editors.create(session, EDITOR, EDITOR_PASSWORD)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{base_url}/login")
+    with page.expect_navigation():
+        page.click("text=Forgot your password?")
+    page.fill("#email", EDITOR)
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    assert "If an account exists" in page.locator("main").inner_text()
+    # The served app mails once the answer has left (the server closes the response).
+    [received] = smtp_server.wait_for(1)
+    text = received.parsed().get_body(("plain",))
+    assert text is not None
+    link = re.search(re.escape(base_url) + r"/reset/[\w-]+", text.get_content())
+    assert link is not None
+    page.goto(link.group(0))
+    page.fill("#new_password", PASSWORD)
+    page.fill("#confirm_password", PASSWORD)
+    with page.expect_navigation():
+        page.click("main button[type=submit]")
+    log_in(page, base_url, EDITOR, PASSWORD)
+    context.close()
