@@ -381,6 +381,21 @@ def test_two_step_sign_in_asks_a_code_after_the_password_and_takes_a_recovery_co
     assert _logged_in(fourth)
 
 
+def test_a_code_from_the_app_opens_one_session_only(
+    client: FlaskClient, sessions: sessionmaker[Session], admin: int
+) -> None:
+    assert _log_in(client, ADMIN, PASSWORD) == 302
+    secret, _ = _turn_on(client)
+    code = pyotp.TOTP(secret).at(time.time() + 30)  # the next step: the current one is used
+    first = client.application.test_client()
+    assert _log_in(first, ADMIN, PASSWORD) == 302
+    assert _second_step(first, code) == 302
+    replay = client.application.test_client()
+    assert _log_in(replay, ADMIN, PASSWORD) == 302
+    assert _second_step(replay, code) == 401
+    assert not _logged_in(replay)
+
+
 def test_wrong_codes_count_as_failed_logins(
     client: FlaskClient, sessions: sessionmaker[Session], admin: int
 ) -> None:
