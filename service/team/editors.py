@@ -1,6 +1,7 @@
 """Editor accounts, their logins and their sessions.
 
-Passwords are only ever stored hashed (werkzeug's scrypt). Failed logins are
+Passwords are only ever stored hashed (werkzeug's scrypt); an invited account holds an
+unusable hash (UNUSABLE_PREFIX) until its invitee chooses one (service.team.access). Failed logins are
 counted per account and per client network in the shared rate windows, so every
 web process sees the same counts:
 
