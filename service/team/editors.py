@@ -1,9 +1,9 @@
 """Editor accounts, their logins and their sessions.
 
 Passwords are only ever stored hashed (werkzeug's scrypt); an invited account holds an
-unusable hash (UNUSABLE_PREFIX) until its invitee chooses one (service.team.access). Failed logins are
-counted per account and per client network in the shared rate windows, so every
-web process sees the same counts:
+unusable hash (UNUSABLE_PREFIX) until its invitee chooses one (service.team.access).
+Failed logins are counted per account and per client network in the shared rate
+windows, so every web process sees the same counts:
 
 - at most FAILURES_PER_ACCOUNT failures for one account (known or not) and
   FAILURES_PER_ADDRESS from one client network in any LOGIN_WINDOW_SECONDS
