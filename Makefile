@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The suite keeps at least this share of service/ and worker/ lines covered (in-process runs only).
 COVERAGE_FLOOR ?= 90
 
-.PHONY: install axe vnu demo test faults lock audit lint typecheck bench bench-tracking clean \
+.PHONY: install axe vnu api-docs demo test faults lock audit lint typecheck bench bench-tracking clean \
 	messages messages-extract messages-update messages-compile
 
 # pyproject.toml says which versions work (lower bounds); requirements.lock pins the exact
@@ -41,8 +41,18 @@ $(AXE_DIR)/node_modules/.package-lock.json: $(AXE_DIR)/package.json $(AXE_DIR)/p
 	$(NPM_CI) --prefix $(AXE_DIR)
 	touch $@
 
+# Swagger UI for the browsable API page (/api/v1/docs), pinned by its package-lock.json and
+# served by the app itself (no CDN). Without it the page links the OpenAPI document only.
+APIDOCS := tools/apidocs/node_modules/.installed
+$(APIDOCS): tools/apidocs/package.json tools/apidocs/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: apt-get install nodejs npm (the API page serves Swagger UI)"; exit 1; }
+	$(NPM_CI) --prefix tools/apidocs
+	touch $@
+
 axe: $(AXE_DIR)/node_modules/.package-lock.json
 vnu: $(VNU)
+## make api-docs: install the pinned Swagger UI that /api/v1/docs serves
+api-docs: $(APIDOCS)
 
 install: $(VENV)/.installed
 
@@ -51,7 +61,7 @@ demo: install
 	$(VENV)/bin/hebdo demo --port $(PORT)
 
 ## make test: install, lint, type-check and run the whole suite (SQLite and PostgreSQL, Redis, Chromium)
-test: install axe vnu lint typecheck
+test: install axe vnu api-docs lint typecheck
 	$(PY) -m pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
 
 ## make faults: the fault table (tests/faults): servers die, restart or misbehave, and

@@ -3,6 +3,11 @@
 Every variable has a default that runs the embedded setup (SQLite, a broker in a
 SQLite file, the local SMTP sink) from the instance folder inside the checkout.
 Production sets DATABASE_URL, CELERY_BROKER_URL, SMTP_URL, SECRET_KEY and BASE_URL.
+
+An instance folder may hold an `env` file of KEY=VALUE lines, read under the
+environment (a variable set in the environment wins): `hebdo demo` writes the
+sink's SMTP_URL and its BASE_URL there, so a command pointed at the demo's
+folder (`hebdo --instance instance/demo …`) reaches the demo's sink.
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ class Settings:
     dkim_ed25519_private_key_path: Path | None = None
     email_templates_path: Path = field(default=PROJECT_ROOT / "templates" / "email")
     maildir_path: Path | None = None  # where the embedded sink keeps mail (Outbox page)
+    api_rate_per_minute: int = 600  # JSON API requests a minute per token
     proxies: int = 0  # reverse proxies in front of the web app (trust their X-Forwarded-*)
     # Bounce webhooks of relays that report over HTTP; each is off (404) until configured.
     mailgun_signing_key: str | None = None
@@ -98,6 +104,7 @@ class Settings:
         """Build settings from the environment (or the given mapping)."""
         env = os.environ if env is None else env
         instance = Path(env.get("HEBDO_INSTANCE", str(PROJECT_ROOT / "instance"))).resolve()
+        env = {**read_instance_env(instance), **env}
         database_url = env.get("DATABASE_URL", f"sqlite:///{instance / 'hebdo.sqlite'}")
         broker_url = env.get("CELERY_BROKER_URL", f"sqla+sqlite:///{instance / 'broker.sqlite'}")
         smtp_urls = env.get("SMTP_URL", "smtp://127.0.0.1:2525")
@@ -129,6 +136,7 @@ class Settings:
             dkim_ed25519_private_key_path=Path(ed25519_key) if ed25519_key else None,
             maildir_path=Path(env.get("HEBDO_MAILDIR", str(instance / "maildir"))),
             proxies=int(env.get("HEBDO_PROXIES", "0")),
+            api_rate_per_minute=int(env.get("HEBDO_API_RATE_PER_MINUTE", "600")),
             mailgun_signing_key=env.get("MAILGUN_WEBHOOK_SIGNING_KEY") or None,
             postmark_webhook_secret=env.get("POSTMARK_WEBHOOK_SECRET") or None,
             sendgrid_public_key=env.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None,
@@ -138,6 +146,33 @@ class Settings:
             sns_cert_url_pattern=env.get("HEBDO_SNS_CERT_URL_PATTERN") or cls.sns_cert_url_pattern,
         )
         return replace(settings, **overrides) if overrides else settings
+
+
+# The file in an instance folder whose KEY=VALUE lines are read under the environment.
+INSTANCE_ENV_FILE = "env"
+
+
+def read_instance_env(instance: Path) -> dict[str, str]:
+    """The variables of `instance/env` (blank lines and # comments skipped), or none."""
+    path = instance / INSTANCE_ENV_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    values: dict[str, str] = {}
+    for line in lines:
+        name, equals, value = line.strip().partition("=")
+        if equals and name and not name.startswith("#") and name != "HEBDO_INSTANCE":
+            values[name.strip()] = value.strip()
+    return values
+
+
+def write_instance_env(instance: Path, values: Mapping[str, str]) -> Path:
+    """Write `instance/env` (what `read_instance_env` reads back); returns its path."""
+    path = instance / INSTANCE_ENV_FILE
+    header = "# Read by every hebdo command run on this instance; the environment wins.\n"
+    path.write_text(header + "".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+    return path
 
 
 def _normalise_database_url(url: str) -> str:

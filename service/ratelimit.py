@@ -67,7 +67,24 @@ def hit(
     Refused hits are counted too, so hammering a full window keeps it full; the
     next window starts from zero. The caller commits.
     """
-    if window_seconds <= 0 or limit < 0 or cost < 1:
+    if limit < 0:
+        raise ValueError("window_seconds > 0, limit >= 0 and cost >= 1 are required")
+    return count_hit(session, key, window_seconds, cost=cost, now=now) <= limit
+
+
+def count_hit(
+    session: Session,
+    key: str,
+    window_seconds: int,
+    *,
+    cost: int = 1,
+    now: float | None = None,
+) -> int:
+    """Count `cost` hits on `key` in the current window; return the window's count so far.
+
+    For limits that tell the caller what is left (the API's RateLimit header).
+    """
+    if window_seconds <= 0 or cost < 1:
         raise ValueError("window_seconds > 0, limit >= 0 and cost >= 1 are required")
     start = window_start(window_seconds, now)
     dialect = session.get_bind().dialect.name
@@ -83,8 +100,7 @@ def hit(
         )
         .returning(table.c.count)
     )
-    count = session.execute(upsert).scalar_one()
-    return bool(count <= limit)
+    return int(session.execute(upsert).scalar_one())
 
 
 def purge(session: Session, older_than_seconds: int, *, now: float | None = None) -> int:

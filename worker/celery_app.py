@@ -13,7 +13,12 @@ from worker import sql_transport
 sql_transport.install()  # the embedded broker survives a full disk (see the module)
 app = Celery(
     "hebdo",
-    include=["worker.tasks.sending", "worker.tasks.confirmations", "worker.tasks.maintenance"],
+    include=[
+        "worker.tasks.sending",
+        "worker.tasks.confirmations",
+        "worker.tasks.maintenance",
+        "worker.tasks.webhooks",
+    ],
 )
 
 
@@ -33,6 +38,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "dispatch-due": {"task": queue.DISPATCH_DUE, "schedule": 15.0},
             "confirmations-due": {"task": queue.CONFIRMATIONS_DUE, "schedule": 60.0},
             "purge-rate-windows": {"task": queue.PURGE_RATE_WINDOWS, "schedule": 3600.0},
+            "deliver-webhooks": {"task": queue.DELIVER_WEBHOOKS, "schedule": 5.0},
         },
     }
 

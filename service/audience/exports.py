@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.audience.imports import FORMULA_STARTS
 from service.models import Newsletter, Subscriber, Subscription, SubscriptionStatus
+from service.team import audit
 
 EXPORT_COLUMNS = (
     "email",
@@ -36,8 +37,11 @@ def export_csv(
     out: IO[str],
     *,
     status: SubscriptionStatus | None = None,
+    who: audit.Who | None = None,
 ) -> int:
-    """Write the newsletter's subscriptions as CSV (one row per subscriber); return the count."""
+    """Write the newsletter's subscriptions as CSV (one row per subscriber); return the count.
+
+    Recorded in the audit log (in the caller's transaction) when `who` is given."""
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     query = (
@@ -73,6 +77,15 @@ def export_csv(
             )
         )
         count += 1
+    if who is not None:
+        audit.record(
+            session,
+            who,
+            "subscribers.export",
+            object_type="newsletter",
+            object_id=newsletter.id,
+            detail={"rows": count, "status": status.value if status else "all"},
+        )
     return count
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.audience import confirmations, imports
 from service.audience.imports import ImportProgress, ImportReport
+from service.team import audit
 
 IMPORT_BATCH = 1000  # rows per transaction, and per progress line
 
@@ -52,6 +53,7 @@ class ImportRun:
         batch_size: int = IMPORT_BATCH,
         logger: logging.Logger,
         enqueue: confirmations.Enqueue,
+        who: audit.Who | None = None,
     ) -> None:
         self.events: queue.Queue[ImportEvent] = queue.Queue()
         self._enqueue = enqueue
@@ -62,6 +64,7 @@ class ImportRun:
         self._reason = reason
         self._batch_size = batch_size
         self._logger = logger
+        self._who = who
         # Not a daemon: an editor closing the tab must not cut the import mid-batch.
         self.thread = threading.Thread(target=self._work, name="hebdo-import")
 
@@ -82,6 +85,7 @@ class ImportRun:
                 confirmed_reason=self._reason,
                 progress=self.events.put,
                 batch_size=self._batch_size,
+                who=self._who,
             )
             if report.confirmations_queued:
                 # Every batch is committed: the workers can see the rows.

@@ -27,6 +27,7 @@ from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.access import webhooks
 from service.addresses import InvalidAddress, normalise
 from service.audience import confirmations, subscriptions
 from service.mail.wording import LANGUAGES
@@ -40,6 +41,7 @@ from service.models import (
     utcnow,
 )
 from service.newsletters import UnknownNewsletter
+from service.team import audit
 from service.text import UnusableText, person_name
 
 ImportSource = str | os.PathLike[str] | IO[bytes] | IO[str]
@@ -236,8 +238,10 @@ def import_csv_batched(
     confirmed_reason: str | None,
     progress: Callable[[ImportProgress], None] | None = None,
     batch_size: int = 1000,
+    who: audit.Who | None = None,
 ) -> ImportReport:
-    """Import subscribers from a CSV file, committing each batch in its own transaction."""
+    """Import subscribers from a CSV file, committing each batch in its own transaction;
+    the audit log gets one row with the counts at the end, when `who` is given."""
     consent = _consent(confirmed, confirmed_reason, "import")
     with factory() as session:
         newsletter = session.get(Newsletter, newsletter_id)
@@ -263,6 +267,24 @@ def import_csv_batched(
 
     report = _run(source, apply, consent, progress, batch_size)
     report.confirmation_request = request_id
+    if who is not None:
+        with factory() as session, session.begin():
+            audit.record(
+                session,
+                who,
+                "subscribers.import",
+                object_type="newsletter",
+                object_id=newsletter_id,
+                detail={
+                    "rows_read": report.rows_read,
+                    "added": report.added,
+                    "merged": report.merged,
+                    "skipped": report.skipped,
+                    "rejected": report.rejected_count,
+                    "confirmed": confirmed,
+                    "reason": confirmed_reason or "",
+                },
+            )
     return report
 
 
@@ -312,6 +334,76 @@ def add_address(
     session.flush()
     session.expire_all()
     return report
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """What became of one row of a list of addresses (index: its place in the list)."""
+
+    index: int
+    email: str
+    status: str  # "created", "existing", "skipped" or "rejected"
+    reason: str = ""
+    subscriber_id: int | None = None
+
+
+def add_addresses(
+    session: Session,
+    newsletter: Newsletter,
+    people: list[tuple[str, str, str | None]],
+    *,
+    confirmed: bool,
+    confirmed_reason: str | None,
+    origin: str,
+) -> tuple[ImportReport, list[RowResult]]:
+    """Subscribe a list of (email, name, locale) with the import's rules; report each row.
+
+    A bad row is rejected alone (by its index); the good ones are subscribed in one
+    batch, and unconfirmed readers are owed their confirmation mail. Flushes only.
+    """
+    consent = _consent(confirmed, confirmed_reason, origin)
+    report = ImportReport(rows_read=len(people), confirmed_import=confirmed)
+    results: dict[int, RowResult] = {}
+    rows: list[_Row] = []
+    for index, (email, name, locale) in enumerate(people):
+        try:
+            address = normalise(email)
+            clean_name = person_name(name)
+        except (InvalidAddress, UnusableText) as exc:
+            report.reject(RejectedRow(index, email[:320], str(exc)))
+            results[index] = RowResult(index, email[:320], "rejected", str(exc))
+            continue
+        if locale is not None and _parse_locale(locale) is None:
+            reason = f"unsupported language {locale[:20]!r}"
+            report.reject(RejectedRow(index, address, reason))
+            results[index] = RowResult(index, address, "rejected", reason)
+            continue
+        rows.append(_Row(index, address, clean_name, _parse_locale(locale or ""), {}, False))
+    if rows:
+        emails = {row.email for row in rows}
+        existing = set(
+            session.scalars(select(Subscriber.email).where(Subscriber.email.in_(emails)))
+        )
+        outcome = _apply_batch(session, newsletter.id, newsletter.language, rows, consent)
+        report.confirmation_request = confirmations.new_request_id()
+        _queue_confirmations(
+            session, newsletter.id, rows, consent, report.confirmation_request, outcome
+        )
+        _absorb(report, outcome)
+        session.flush()
+        session.expire_all()
+        found = session.execute(
+            select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(emails))
+        )
+        ids: dict[str, int] = {row.email: row.id for row in found}
+        skipped = {row.line: row.reason for row in outcome.skipped}
+        for row in rows:
+            if row.line in skipped:
+                status, reason = "skipped", skipped[row.line]
+            else:
+                status, reason = ("existing" if row.email in existing else "created"), ""
+            results[row.line] = RowResult(row.line, row.email, status, reason, ids.get(row.email))
+    return report, [results[index] for index in sorted(results)]
 
 
 def _consent(confirmed: bool, reason: str | None, origin: str) -> _Consent:
@@ -802,6 +894,20 @@ def _apply_batch(
 
     outcome.subscribed = len(to_subscribe)
     outcome.confirmed = len(to_confirm)
+    if to_subscribe:
+        joined = [webhooks.subscriber_item(ids[email], email) for email in to_subscribe]
+        webhooks.emit(session, newsletter_id, "subscribed", joined, now=consent.at)
+        if consent.confirmed:
+            webhooks.emit(session, newsletter_id, "confirmed", joined, now=consent.at)
+    if to_confirm:
+        by_id = {row.id: email for email, row in known.items()}
+        chosen = set(to_confirm)
+        confirmed = [
+            webhooks.subscriber_item(current_row.subscriber_id, by_id[current_row.subscriber_id])
+            for current_row in current.values()
+            if current_row.id in chosen
+        ]
+        webhooks.emit(session, newsletter_id, "confirmed", confirmed, now=consent.at)
     counted: set[str] = set()
     for row in rows:
         if row.email in skip_reason:

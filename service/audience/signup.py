@@ -24,6 +24,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from service import tokens, translations
+from service.access import webhooks
 from service.addresses import normalise
 from service.audience import subscriptions
 from service.config import Settings
@@ -278,6 +279,14 @@ def confirm(session: Session, subscription: Subscription, *, now: datetime | Non
         subscription.status = SubscriptionStatus.CONFIRMED
         subscription.confirmed_at = now
     session.flush()
+    if changed:
+        webhooks.emit(
+            session,
+            subscription.newsletter_id,
+            "confirmed",
+            [webhooks.subscriber_item(subscriber.id, subscriber.email)],
+            now=now,
+        )
     return changed
 
 

@@ -48,6 +48,7 @@ from service.models import (
     Tag,
 )
 from service.models.subscriber import subscriber_tag
+from service.team import audit
 
 PAGE_SIZE = 50
 HISTORY_LIMIT = 200  # deliveries and events shown on a subscriber's page, newest first
@@ -68,6 +69,7 @@ class SubscriberFilter:
     subscription_status: SubscriptionStatus | None = None
     subscriber_status: SubscriberStatus | None = None
     tag: str = ""
+    created_since: datetime | None = None  # subscribers added at or after this time
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,8 @@ def matching(filter_: SubscriberFilter) -> Select[int]:
         )
     if filter_.subscriber_status is not None:
         query = query.where(Subscriber.status == filter_.subscriber_status)
+    if filter_.created_since is not None:
+        query = query.where(Subscriber.created_at >= filter_.created_since)
     if filter_.tag:
         query = query.where(
             exists()
@@ -547,8 +551,13 @@ def unsubscribe(
     return ended
 
 
-def erase_many(session: Session, target: Target) -> int:
-    """Erase every subscriber of the target as the reader's own erasure does; return how many."""
+_AUDITED_IDS = 500  # ids listed in an erase's audit row; the count is always whole
+
+
+def erase_many(session: Session, target: Target, *, who: audit.Who | None = None) -> int:
+    """Erase every subscriber of the target as the reader's own erasure does; return how many.
+
+    With `who`, one audit row names the erased ids (never their addresses: they are gone)."""
     ids = list(session.scalars(_target_ids(target)))
     erased = 0
     for start in range(0, len(ids), _CHUNK):
@@ -559,4 +568,13 @@ def erase_many(session: Session, target: Target) -> int:
             # The reader's own erasure is the one rule for what goes and what stays.
             preferences.erase(session, subscriber)
             erased += 1
+    if who is not None and ids:
+        audit.record(
+            session,
+            who,
+            "subscriber.erase",
+            object_type="subscriber",
+            object_id=ids[0] if len(ids) == 1 else "",
+            detail={"count": erased, "ids": ids[:_AUDITED_IDS]},
+        )
     return erased

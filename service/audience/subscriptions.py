@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from service.access import webhooks
 from service.addresses import normalise
 from service.models import (
     Delivery,
@@ -65,6 +66,7 @@ def subscribe(
             Subscription.subscriber_id == subscriber.id,
         )
     )
+    before = None if subscription is None else subscription.status
     if subscription is None:
         subscription = Subscription(newsletter_id=newsletter.id, subscriber_id=subscriber.id)
         session.add(subscription)
@@ -78,6 +80,11 @@ def subscribe(
     elif subscription.status != SubscriptionStatus.CONFIRMED:
         subscription.status = SubscriptionStatus.PENDING
     session.flush()
+    item = [webhooks.subscriber_item(subscriber.id, subscriber.email)]
+    if before in (None, SubscriptionStatus.UNSUBSCRIBED):
+        webhooks.emit(session, newsletter.id, "subscribed", item, now=now)
+    if confirmed and before != SubscriptionStatus.CONFIRMED:
+        webhooks.emit(session, newsletter.id, "confirmed", item, now=now)
     return subscription
 
 
@@ -118,6 +125,13 @@ def unsubscribe(
         suppress(
             session, email, SuppressionReason.UNSUBSCRIBE, newsletter_id=subscription.newsletter_id
         )
+    webhooks.emit(
+        session,
+        subscription.newsletter_id,
+        "unsubscribed",
+        [webhooks.subscriber_item(subscription.subscriber_id, email or "")],
+        now=now,
+    )
     session.flush()
     return True
 
@@ -190,3 +204,15 @@ def record_hard_bounce(
         )
     )
     session.flush()
+    if subscriber is not None:
+        emit_to_newsletters_of(session, subscriber, "bounced")
+
+
+def emit_to_newsletters_of(session: Session, subscriber: Subscriber, event_type: str) -> None:
+    """Tell each newsletter the subscriber reads (its webhooks) what happened to them."""
+    newsletter_ids = session.scalars(
+        select(Subscription.newsletter_id).where(Subscription.subscriber_id == subscriber.id)
+    ).all()
+    item = [webhooks.subscriber_item(subscriber.id, subscriber.email)]
+    for newsletter_id in newsletter_ids:
+        webhooks.emit(session, newsletter_id, event_type, item)

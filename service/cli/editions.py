@@ -18,6 +18,7 @@ from service.cli.context import ID, CliContext
 from service.editions import store
 from service.models import Edition
 from service.sending import controls, outbox, schedule
+from service.team import audit
 from service.tracking import classify, results
 
 pass_context = click.make_pass_decorator(CliContext)
@@ -115,6 +116,7 @@ def send_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float) -
                 base_url=settings.base_url,
                 templates_path=settings.email_templates_path,
                 batch_size=settings.batch_size,
+                who=audit.Who.cli(),
             )
         except (store.EditionError, outbox.SendError) as exc:
             raise click.ClickException(str(exc)) from exc
@@ -238,7 +240,7 @@ def schedule_command(ctx: CliContext, edition_id: int, at: str | None, next_slot
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            scheduled = schedule.schedule(session, edition, when)
+            scheduled = schedule.schedule(session, edition, when, who=audit.Who.cli())
         except outbox.SendError as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(
@@ -254,7 +256,7 @@ def unschedule_command(ctx: CliContext, edition_id: int) -> None:
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            schedule.unschedule(session, edition)
+            schedule.unschedule(session, edition, who=audit.Who.cli())
         except outbox.SendError as exc:
             raise click.ClickException(str(exc)) from exc
         click.echo(f"edition {edition.number} (id {edition.id}) is a draft again")
@@ -268,7 +270,7 @@ def pause_command(ctx: CliContext, edition_id: int) -> None:
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            controls.pause(session, edition)
+            controls.pause(session, edition, who=audit.Who.cli())
         except outbox.SendError as exc:
             raise click.ClickException(str(exc)) from exc
     # After the commit: the messages already handed to the relay finish, then we count.
@@ -292,7 +294,9 @@ def resume_command(ctx: CliContext, edition_id: int, wait: bool, timeout: float)
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            started = controls.resume(session, edition, batch_size=settings.batch_size)
+            started = controls.resume(
+                session, edition, batch_size=settings.batch_size, who=audit.Who.cli()
+            )
         except outbox.SendError as exc:
             raise click.ClickException(str(exc)) from exc
     CeleryQueue(settings.broker_url).send_edition(edition_id, started.batches)
@@ -312,7 +316,7 @@ def cancel_command(ctx: CliContext, edition_id: int) -> None:
     with ctx.transaction() as session:
         edition = _edition(session, edition_id)
         try:
-            controls.cancel(session, edition)
+            controls.cancel(session, edition, who=audit.Who.cli())
         except outbox.SendError as exc:
             raise click.ClickException(str(exc)) from exc
     # After the commit: a message already handed to the relay may still be taken (it

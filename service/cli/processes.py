@@ -15,10 +15,10 @@ import click
 
 from service.broker import CeleryQueue
 from service.cli.context import CliContext
-from service.config import PROJECT_ROOT
+from service.config import PROJECT_ROOT, write_instance_env
 from service.models import Edition
 from service.sending import controls, outbox
-from service.tools import migrate
+from service.tools import migrate, preflight
 
 pass_context = click.make_pass_decorator(CliContext)
 
@@ -44,12 +44,25 @@ def celery_worker_argv(concurrency: int, beat: bool, instance: Path) -> list[str
     return argv
 
 
+# How long the broker check may take when web or worker starts; SMTP and DNS are left out.
+STARTUP_CHECK_TIMEOUT = 2.0
+
+
+def _startup_warnings(ctx: CliContext) -> None:
+    """Print what `hebdo check` would object to (its fast checks), without stopping."""
+    findings = preflight.run(ctx.settings, network=False, timeout=STARTUP_CHECK_TIMEOUT)
+    for finding in findings:
+        if finding.level is not preflight.Level.OK:
+            click.echo(f"warning: {finding.message} (hebdo check)", err=True)
+
+
 @click.command("worker")
 @click.option("--concurrency", "-c", type=int, default=2, help="Worker processes.")
 @click.option("--beat/--no-beat", default=False, help="Also run the scheduler (one per site).")
 @pass_context
 def worker_command(ctx: CliContext, concurrency: int, beat: bool) -> None:
     """Run a Celery worker (and optionally beat)."""
+    _startup_warnings(ctx)
     argv = celery_worker_argv(concurrency, beat, ctx.settings.instance_path)
     os.execv(sys.executable, argv)  # noqa: S606 - replace this process with the worker
 
@@ -75,6 +88,8 @@ def web_command(ctx: CliContext, host: str, port: int) -> None:
 
     from service.app import create_app
 
+    ctx.require_schema()
+    _startup_warnings(ctx)
     run_simple(host, port, create_app(ctx.settings), threaded=True, use_reloader=False)
 
 
@@ -143,6 +158,9 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
     for name in ("REDIS_URL", "SECRET_KEY"):
         env.pop(name, None)
     os.environ.update(env)
+    # The sink's port is new on every run: keep it (and the links' base) in the instance,
+    # so a command pointed at this folder later, test-send say, reaches this sink.
+    write_instance_env(instance, {"SMTP_URL": env["SMTP_URL"], "BASE_URL": env["BASE_URL"]})
     ctx = CliContext()
     settings = ctx.settings
     migrate.upgrade(settings.database_url)
@@ -194,6 +212,10 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
         click.echo(f"web version:  {base}/archive/{data.newsletter_slug}/{data.edition_number}")
         click.echo(f"outbox:       {base}/outbox/")
         click.echo(f"log in as:    {data.editor_email} / {data.editor_password}")
+        click.echo(f"SMTP sink:    {env['SMTP_URL']} (saved in {instance / 'env'})")
+        shown = _shown_path(instance)
+        click.echo(f"command line: export HEBDO_INSTANCE={instance}")
+        click.echo(f"              (or hebdo --instance {shown} newsletters list)")
         if once:
             return
         click.echo("serving; press Ctrl-C to stop")
@@ -222,6 +244,14 @@ def demo_command(port: int, once: bool, instance: Path) -> None:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _shown_path(path: Path) -> str:
+    """path relative to the working directory when it lies under it (shorter to paste)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _wait_sent(

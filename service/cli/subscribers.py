@@ -17,6 +17,7 @@ from service.cli.context import CliContext
 from service.mail.wording import LANGUAGES
 from service.models import SubscriptionStatus
 from service.newsletters import UnknownNewsletter, get_by_slug
+from service.team import audit
 
 pass_context = click.make_pass_decorator(CliContext)
 PROGRESS_EVERY = 10_000
@@ -88,6 +89,7 @@ def import_command(
                 confirmed_reason=reason,
                 progress=show,
                 batch_size=batch_size,
+                who=audit.Who.cli(),
             )
     except OSError as exc:
         raise click.ClickException(f"cannot read {file}: {exc.strerror or exc}") from exc
@@ -127,8 +129,13 @@ def export_command(ctx: CliContext, slug: str, status: str | None) -> None:
             raise click.ClickException(str(exc)) from exc
         with click.open_file("-", "w") as out:
             count = exports.export_csv(
-                session, newsletter, out, status=SubscriptionStatus(status) if status else None
+                session,
+                newsletter,
+                out,
+                status=SubscriptionStatus(status) if status else None,
+                who=audit.Who.cli(),
             )
+        session.commit()  # the audit row
     click.echo(f"exported {count} subscribers", err=True)
 
 

@@ -1,6 +1,7 @@
 """The data model, one module per aggregate."""
 
 from service.models._types import utcnow
+from service.models.access import ApiToken, WebhookDelivery, WebhookEndpoint, WebhookStatus
 from service.models.audit import AuditEntry
 from service.models.confirmation import ConfirmationMail, ConfirmationStatus
 from service.models.delivery import Delivery, DeliveryStatus
@@ -21,6 +22,7 @@ from service.models.subscriber import (
 
 __all__ = [
     "Actor",
+    "ApiToken",
     "AuditEntry",
     "ConfirmationMail",
     "ConfirmationStatus",
@@ -44,5 +46,8 @@ __all__ = [
     "Suppression",
     "SuppressionReason",
     "Tag",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookStatus",
     "utcnow",
 ]

@@ -21,6 +21,7 @@ from service.db import affected_rows
 from service.editions import store
 from service.models import Delivery, DeliveryStatus, Edition, EditionStatus, utcnow
 from service.sending import lifecycle, outbox
+from service.team import audit
 
 # After a relay outage the send tries again after the outage's length so far,
 # within these bounds: 30 s, 30 s, 60 s, 120 s … up to 5 minutes.
@@ -74,6 +75,7 @@ def begin(
     templates_path: Path,
     batch_size: int,
     now: datetime | None = None,
+    who: audit.Who | None = None,
 ) -> SendStarted:
     """Freeze the rendering (once) and snapshot the recipients into the outbox."""
     if edition.status in lifecycle.FINAL:
@@ -82,6 +84,7 @@ def begin(
         store.freeze(session, edition, base_url=base_url, templates_path=templates_path)
     outbox.start(session, edition, now=now)
     remaining = outbox.progress(session, edition.id).remaining
+    audit.edition_action(session, who, "edition.send", edition, {"recipients": remaining})
     return SendStarted(edition.id, remaining, _batches(remaining, batch_size))
 
 
@@ -89,7 +92,13 @@ def _batches(rows: int, batch_size: int) -> int:
     return math.ceil(rows / max(1, batch_size))
 
 
-def pause(session: Session, edition: Edition, reason: str = "paused by an editor") -> None:
+def pause(
+    session: Session,
+    edition: Edition,
+    reason: str = "paused by an editor",
+    *,
+    who: audit.Who | None = None,
+) -> None:
     """Stop handing out rows; rows in flight finish, the rest wait for resume().
 
     Pausing an edition that paused itself (relay down) keeps it paused for good.
@@ -100,6 +109,7 @@ def pause(session: Session, edition: Edition, reason: str = "paused by an editor
     lifecycle.move(edition, EditionStatus.PAUSED, detail=reason)
     edition.resume_at = None
     session.flush()
+    audit.edition_action(session, who, "edition.pause", edition)
 
 
 def pause_for_relay(
@@ -164,7 +174,9 @@ def pause_for_fault(
     return True
 
 
-def resume(session: Session, edition: Edition, *, batch_size: int) -> SendStarted:
+def resume(
+    session: Session, edition: Edition, *, batch_size: int, who: audit.Who | None = None
+) -> SendStarted:
     """Continue a paused send where it stopped; what is left, like begin()."""
     _lock(session, edition)
     if edition.status != EditionStatus.PAUSED:
@@ -173,6 +185,7 @@ def resume(session: Session, edition: Edition, *, batch_size: int) -> SendStarte
     edition.resume_at = None
     session.flush()
     remaining = outbox.progress(session, edition.id).remaining
+    audit.edition_action(session, who, "edition.resume", edition, {"recipients": remaining})
     return SendStarted(edition.id, remaining, _batches(remaining, batch_size))
 
 
@@ -194,7 +207,13 @@ def resume_due(
     return [resume(session, edition, batch_size=batch_size) for edition in due]
 
 
-def cancel(session: Session, edition: Edition, now: datetime | None = None) -> int:
+def cancel(
+    session: Session,
+    edition: Edition,
+    now: datetime | None = None,
+    *,
+    who: audit.Who | None = None,
+) -> int:
     """Cancel every row not yet sent; return how many were cancelled."""
     _lock(session, edition)
     if edition.status in lifecycle.FINAL:
@@ -212,7 +231,9 @@ def cancel(session: Session, edition: Edition, now: datetime | None = None) -> i
     lifecycle.move(edition, EditionStatus.CANCELLED, detail=f"cancelled at {cancelled_at}")
     edition.resume_at = None
     session.flush()
-    return affected_rows(result)
+    cancelled = affected_rows(result)
+    audit.edition_action(session, who, "edition.cancel", edition, {"cancelled": cancelled})
+    return cancelled
 
 
 def settle(

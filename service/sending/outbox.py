@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from service.access import webhooks
 from service.db import affected_rows
 from service.models import (
     Delivery,
@@ -144,7 +145,15 @@ def start(session: Session, edition: Edition, now: datetime | None = None) -> in
     )
     if edition.status != EditionStatus.SENDING:
         lifecycle.move(edition, EditionStatus.SENDING, detail="")
-        edition.send_started_at = edition.send_started_at or now
+        if edition.send_started_at is None:
+            edition.send_started_at = now
+            webhooks.emit(
+                session,
+                edition.newsletter_id,
+                "edition.started",
+                [webhooks.edition_item(edition.id, edition.number, edition.title)],
+                now=now,
+            )
     session.flush()
     return affected_rows(result)
 
@@ -423,5 +432,12 @@ def finish_if_done(session: Session, edition: Edition, now: datetime | None = No
         return False
     lifecycle.move(edition, EditionStatus.SENT)
     edition.sent_at = now or utcnow()
+    webhooks.emit(
+        session,
+        edition.newsletter_id,
+        "edition.sent",
+        [webhooks.edition_item(edition.id, edition.number, edition.title)],
+        now=edition.sent_at,
+    )
     session.flush()
     return True

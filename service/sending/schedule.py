@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from service.models import Edition, EditionStatus, Newsletter, utcnow
 from service.sending import controls, lifecycle
 from service.sending.outbox import SendError
+from service.team import audit
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def schedule(
     when: datetime | None = None,
     *,
     now: datetime | None = None,
+    who: audit.Who | None = None,
 ) -> datetime:
     """Schedule (or reschedule) an edition; None means the newsletter's next weekly slot.
 
@@ -86,13 +88,19 @@ def schedule(
         raise ScheduleError("give the time with its time zone, e.g. 2025-03-29T08:00+01:00")
     elif when < now - PAST_GRACE:
         raise ScheduleError(f"{when.isoformat()} is in the past")
+    try:
+        at = when.astimezone(UTC)
+    except OverflowError as exc:
+        raise ScheduleError(f"{when.isoformat()} is out of range") from exc
     lifecycle.move(edition, EditionStatus.SCHEDULED, detail="")
-    edition.scheduled_at = when.astimezone(UTC)
+    edition.scheduled_at = at
     session.flush()
+    at = edition.scheduled_at.isoformat()
+    audit.edition_action(session, who, "edition.schedule", edition, {"at": at})
     return edition.scheduled_at
 
 
-def unschedule(session: Session, edition: Edition) -> None:
+def unschedule(session: Session, edition: Edition, *, who: audit.Who | None = None) -> None:
     """Take a scheduled edition back to draft (allowed until sending starts)."""
     session.flush()
     session.refresh(edition, with_for_update=True)
@@ -101,6 +109,12 @@ def unschedule(session: Session, edition: Edition) -> None:
     lifecycle.move(edition, EditionStatus.DRAFT, detail="")
     edition.scheduled_at = None
     session.flush()
+    audit.edition_action(session, who, "edition.unschedule", edition)
+
+
+# The audit log's actor for a send the beat started at its scheduled time (who scheduled
+# it is the edition.schedule row before it).
+SCHEDULER = audit.Who(None, "scheduler")
 
 
 def start_due(
@@ -135,6 +149,7 @@ def start_due(
                         templates_path=templates_path,
                         batch_size=batch_size,
                         now=now,
+                        who=SCHEDULER,
                     )
                 )
         except Exception as exc:  # one broken edition must not hold up the others

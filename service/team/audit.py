@@ -10,19 +10,21 @@ Actions (the `action` column) are short dotted names, area first: `login`,
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.models import AuditEntry, Editor
+from service.models import AuditEntry, Edition, Editor, utcnow
 from service.text import one_line
 
 CLI_ACTOR = "cli"
 _MAX_DETAIL = 4000
+_AGO = re.compile(r"(\d{1,5})([dh])")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,26 @@ def record(
     return entry
 
 
+def edition_action(
+    session: Session,
+    who: Who | None,
+    action: str,
+    edition: Edition,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Record an action on an edition when someone is named (`who` None: not recorded)."""
+    if who is None:
+        return
+    record(
+        session,
+        who,
+        action,
+        object_type="edition",
+        object_id=edition.id,
+        detail={"newsletter_id": edition.newsletter_id, "number": edition.number, **(detail or {})},
+    )
+
+
 def entries(
     session: Session,
     *,
@@ -90,6 +112,25 @@ def entries(
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
     return list(session.scalars(query))
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """`2026-12-01` (midnight UTC), an ISO time, or `7d` / `12h` ago; ValueError otherwise."""
+    text = value.strip()
+    ago = _AGO.fullmatch(text)
+    if ago:
+        hours = int(ago[1]) * (24 if ago[2] == "d" else 1)
+        return (now or utcnow()) - timedelta(hours=hours)
+    try:
+        moment = datetime.fromisoformat(text)
+    except OverflowError as exc:
+        raise ValueError(str(exc)) from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def actions_used(session: Session) -> list[str]:
+    """Every action the log holds, for a filter's choices."""
+    return list(session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action)))
 
 
 def as_dict(entry: AuditEntry) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import ipaddress
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,6 +38,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from service import ratelimit
 from service.addresses import InvalidAddress, normalise
 from service.models import Editor, EditorRole, EditorSession, utcnow
+from service.team import accounts, audit
+from service.text import one_line
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024  # hashing a megabyte costs the server, not the guesser
@@ -59,19 +62,42 @@ def create(
     *,
     name: str = "",
     role: EditorRole = EditorRole.EDITOR,
+    newsletters: Iterable[str] = (),
+    who: audit.Who | None = None,
 ) -> Editor:
-    """Create an editor account."""
+    """Create an editor account, given these newsletters (none: every newsletter).
+
+    Raises InvalidAddress, PasswordRefused, or accounts.AccountError (address taken,
+    unknown newsletter). Recorded in the audit log when `who` is given.
+    """
     check_new_password(password)
+    address = normalise(email)
+    if session.scalar(select(Editor.id).where(Editor.email == address)) is not None:
+        raise accounts.AccountError(f"an editor with the address {address} already exists")
     editor = Editor(
-        email=normalise(email), name=name, role=role, password_hash=generate_password_hash(password)
+        email=address,
+        name=one_line(name, limit=200),
+        role=role,
+        password_hash=generate_password_hash(password),
     )
     session.add(editor)
     session.flush()
+    given = accounts.give_newsletters(session, editor, newsletters)
+    if who is not None:
+        audit.record(
+            session,
+            who,
+            "editor.create",
+            object_type="editor",
+            object_id=editor.id,
+            detail={"email": editor.email, "role": role.value, "newsletters": given},
+        )
     return editor
 
 
 def authenticate(session: Session, email: str, password: str) -> Editor | None:
-    """The editor with these credentials, or None (same work whether the address exists).
+    """The editor with these credentials, or None (same work whether the address exists);
+    a disabled account is refused like a wrong password.
 
     No throttling here: the web login goes through log_in().
     """
@@ -81,7 +107,7 @@ def authenticate(session: Session, email: str, password: str) -> Editor | None:
     if editor is None or len(password) > MAX_PASSWORD_LENGTH or not has_password(editor):
         check_password_hash(_DUMMY_HASH, password[:MAX_PASSWORD_LENGTH])  # same timing
         return None
-    if not check_password_hash(editor.password_hash, password):
+    if not check_password_hash(editor.password_hash, password) or editor.is_disabled:
         return None
     editor.last_login_at = utcnow()
     return editor
@@ -259,9 +285,13 @@ def session_editor(
     if record.last_seen_at <= now - SESSION_IDLE or record.created_at <= now - SESSION_LIFETIME:
         session.delete(record)
         return None
+    editor = session.get(Editor, record.editor_id)
+    if editor is None or editor.is_disabled:
+        session.delete(record)
+        return None
     if now - record.last_seen_at > _TOUCH_EVERY:
         record.last_seen_at = now
-    return session.get(Editor, record.editor_id)
+    return editor
 
 
 def sessions_of(session: Session, editor: Editor) -> list[EditorSession]:

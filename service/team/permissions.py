@@ -35,6 +35,14 @@ _GRANTED: dict[EditorRole, frozenset[Permission]] = {
 }
 
 
+def least_role(permission: Permission) -> EditorRole:
+    """The least role that has this permission (what a refusal says is needed)."""
+    for role in (EditorRole.VIEWER, EditorRole.EDITOR, EditorRole.ADMIN):
+        if permission in _GRANTED[role]:
+            return role
+    raise AssertionError(permission)  # pragma: no cover - the admin has every permission
+
+
 class NotAllowed(PermissionError):
     """The editor's role (or their newsletters) does not allow this."""
 

@@ -147,3 +147,20 @@ def unsubscribe(session: Session, delivery_id: int, reason: str | None = None) -
     if changed:
         _event(session, ref, EventKind.UNSUBSCRIBE, value=(reason or "")[:200] or None)
     return changed
+
+
+def of_edition(
+    session: Session,
+    edition_id: int,
+    *,
+    before_id: int | None = None,
+    kind: EventKind | None = None,
+    limit: int = 100,
+) -> list[Event]:
+    """An edition's events, newest first; `before_id` pages further back (keyset)."""
+    query = select(Event).where(Event.edition_id == edition_id)
+    if kind is not None:
+        query = query.where(Event.kind == kind)
+    if before_id is not None:
+        query = query.where(Event.id < before_id)
+    return list(session.scalars(query.order_by(Event.id.desc()).limit(limit)))

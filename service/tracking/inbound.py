@@ -197,6 +197,7 @@ def _complaint(
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email_address))
     if subscriber is not None:
         subscriber.status = SubscriberStatus.COMPLAINED
+        subscriptions.emit_to_newsletters_of(session, subscriber, "complained")
     detail = f"feedback report: {feedback_type}"
     subscriptions.suppress(session, email_address, SuppressionReason.COMPLAINT, detail=detail)
     _event(session, ref, EventKind.COMPLAINT, feedback_type[:200], detail, source_key)

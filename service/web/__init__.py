@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from flask import Flask, Response, abort, request
 
+from service.team.permissions import Permission
 from service.web import (
+    access,
+    api,
     archive,
     auth,
     composer,
@@ -17,6 +20,7 @@ from service.web import (
     reader,
     results,
     subscribers,
+    team,
     team_access,
     webhooks,
 )
@@ -36,11 +40,15 @@ def register(app: Flask) -> None:
         subscribers,
         preview,
         composer,
+        team,
         team_access,
         webhooks,
+        access,
     ):
         app.register_blueprint(module.blueprint)
+    api.init_app(app)
     i18n.init_app(app)
+    app.jinja_env.globals.update(may=deps.may, Permission=Permission)
     app.before_request(_refuse_nul)
     app.after_request(_security_headers)
     if app.extensions["hebdo.settings"].base_url.startswith("https://"):

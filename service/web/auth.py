@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from service.team import access, editors
+from service.team import access, audit, editors
 from service.web import team_access
 from service.web.deps import current_editor, db, editor_required
 from service.web.i18n import _, ngettext
@@ -44,13 +44,24 @@ def login() -> Response | tuple[str, int, dict[str, str]]:
                 return team_access.setup_page(), 200, {}
             return render_template("web/login.html", no_editor=True), 200, {}
         return render_template("web/login.html"), 200, {}
+    typed = request.form.get("email", "")
+    address = request.remote_addr or ""
     result = editors.log_in(
         db(),
-        request.form.get("email", ""),
+        typed,
         request.form.get("password", ""),
-        address=request.remote_addr or "",
+        address=address,
         user_agent=request.user_agent.string,
     )
+    network = editors.client_network(address)
+    if result.second_factor:
+        pass  # the second step (team_access.login_code) writes the login's row
+    elif result.editor is not None:
+        audit.record(db(), audit.Who.editor(result.editor, network), "login")
+    else:
+        # The actor is the address typed (it may name no account); never the password.
+        detail = {"throttled": True} if result.retry_after else {}
+        audit.record(db(), audit.Who(None, typed, network), "login.failed", detail=detail)
     db().commit()
     if result.retry_after:
         minutes = math.ceil(result.retry_after / 60)

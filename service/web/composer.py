@@ -41,7 +41,16 @@ from service.editions.store import EditionError, EditionLocked
 from service.mail.render import markdown_to_html
 from service.models import Edition, Newsletter
 from service.sending import lifecycle
-from service.web.deps import current_editor, db, editor_required, settings
+from service.team.permissions import Permission
+from service.web.deps import (
+    current_editor,
+    db,
+    edition_of,
+    may,
+    newsletter_slug,
+    requires,
+    settings,
+)
 from service.web.i18n import _, format_number, ngettext, status_label
 
 blueprint = Blueprint("composer", __name__, url_prefix="/compose")
@@ -345,6 +354,7 @@ def _page(
     notice: str | None = None,
     revision_value: str | None = None,
 ) -> str:
+    composes = may(Permission.COMPOSE, edition.newsletter_id)
     return render_template(
         "web/composer/edit.html",
         edition=edition,
@@ -352,7 +362,8 @@ def _page(
         data=data,
         error=error,
         notice=notice,
-        readonly=not lifecycle.is_editable(edition),
+        readonly=not lifecycle.is_editable(edition) or not composes,
+        composes=composes,
         revision=revision_value if revision_value is not None else store.revision(edition),
         size=size_of(edition),
         kinds=RELATED_KINDS,
@@ -383,7 +394,7 @@ def _content_security_policy(response: Response) -> Response:
 
 
 @blueprint.get("/")
-@editor_required
+@requires(Permission.READ)
 def index() -> str:
     """Every newsletter with its editions, newest first."""
     session = db()
@@ -409,7 +420,7 @@ def index() -> str:
 
 
 @blueprint.post("/<slug>/new")
-@editor_required
+@requires(Permission.COMPOSE, newsletter_slug())
 def new(slug: str) -> Response:
     """Start a draft edition and open it in the composer."""
     newsletter = _newsletter(slug)
@@ -419,7 +430,7 @@ def new(slug: str) -> Response:
 
 
 @blueprint.get("/editions/<int:edition_id>")
-@editor_required
+@requires(Permission.READ)
 def edit(edition_id: int) -> str:
     """The composer for one edition (read-only once it has started sending)."""
     edition = _edition(edition_id)
@@ -427,7 +438,7 @@ def edit(edition_id: int) -> str:
 
 
 @blueprint.post("/editions/<int:edition_id>")
-@editor_required
+@requires(Permission.COMPOSE, edition_of())
 def save(edition_id: int) -> Response | tuple[str, int]:
     """Save the form; on a refusal show the typed text again with the reason."""
     edition = _edition(edition_id, for_update=request.form.get("op", "save") == "save")
@@ -470,7 +481,7 @@ def save(edition_id: int) -> Response | tuple[str, int]:
 
 @blueprint.post("/editions/<int:edition_id>/autosave")
 @_json_login
-@editor_required
+@requires(Permission.COMPOSE, edition_of())
 def autosave(edition_id: int) -> tuple[Response, int]:
     """The page's periodic save: the same fields, answered in JSON."""
     edition = _edition(edition_id, for_update=True)
@@ -501,7 +512,7 @@ def autosave(edition_id: int) -> tuple[Response, int]:
 
 @blueprint.post("/markdown")
 @_json_login
-@editor_required
+@requires(Permission.COMPOSE)
 def markdown_preview() -> Response:
     """Editor Markdown rendered and sanitised on the server, for the live preview."""
     payload = request.get_json(silent=True) or {}
@@ -510,14 +521,14 @@ def markdown_preview() -> Response:
 
 
 @blueprint.route("/<slug>/paste", methods=["GET", "POST"])
-@editor_required
+@requires(Permission.COMPOSE, newsletter_slug())
 def paste_new(slug: str) -> Response | str | tuple[str, int]:
     """Paste a draft, review what was read from it, and create a draft edition."""
     return _paste(_newsletter(slug), None)
 
 
 @blueprint.route("/editions/<int:edition_id>/paste", methods=["GET", "POST"])
-@editor_required
+@requires(Permission.COMPOSE, edition_of())
 def paste_into(edition_id: int) -> Response | str | tuple[str, int]:
     """Paste a draft over the content of an existing draft edition."""
     edition = _edition(edition_id)

@@ -25,7 +25,8 @@ from service import newsletters
 from service.broker import CeleryQueue
 from service.models import Edition, EditionStatus, utcnow
 from service.sending import controls, outbox, schedule
-from service.web.deps import db, editor_required, settings
+from service.team.permissions import Permission
+from service.web.deps import db, edition_of, requires, settings, who
 from service.web.i18n import _, babel_locale, ngettext
 
 blueprint = Blueprint("dashboard", __name__)
@@ -33,7 +34,7 @@ FAILURES_SHOWN = 50  # the failed deliveries listed on the edition page; the CLI
 
 
 @blueprint.get("/")
-@editor_required
+@requires(Permission.READ)
 def index() -> str:
     """Newsletters and their latest editions."""
     session = db()
@@ -63,7 +64,7 @@ def _local_label(moment: datetime, zone: ZoneInfo) -> str:
 
 
 @blueprint.get("/editions/<int:edition_id>")
-@editor_required
+@requires(Permission.READ)
 def edition(edition_id: int) -> str:
     """One edition: status, live progress with an ETA, and the send controls."""
     found = _found(edition_id)
@@ -89,7 +90,7 @@ def edition(edition_id: int) -> str:
 
 
 @blueprint.get("/editions/<int:edition_id>/progress.json")
-@editor_required
+@requires(Permission.READ)
 def edition_progress(edition_id: int) -> Response:
     """Progress counts and the time left, polled by the edition page."""
     found = _found(edition_id)
@@ -115,7 +116,7 @@ def _back(edition_id: int) -> Response:
 
 
 @blueprint.post("/editions/<int:edition_id>/schedule")
-@editor_required
+@requires(Permission.SEND, edition_of())
 def schedule_edition(edition_id: int) -> Response:
     """Schedule at the time given in the newsletter's zone, or at its next weekly slot."""
     found = _found(edition_id)
@@ -129,7 +130,7 @@ def schedule_edition(edition_id: int) -> Response:
         # The form speaks the newsletter's wall-clock time, whatever the browser's zone.
         when = local.replace(tzinfo=ZoneInfo(found.newsletter.timezone))
     try:
-        scheduled = schedule.schedule(db(), found, when)
+        scheduled = schedule.schedule(db(), found, when, who=who())
     except outbox.SendError as exc:
         db().rollback()
         flash(str(exc), "error")
@@ -141,24 +142,25 @@ def schedule_edition(edition_id: int) -> Response:
 
 
 @blueprint.post("/editions/<int:edition_id>/unschedule")
-@editor_required
+@requires(Permission.SEND, edition_of())
 def unschedule_edition(edition_id: int) -> Response:
     """Take a scheduled edition back to draft."""
-    return _control(edition_id, lambda e: schedule.unschedule(db(), e), _("Back to draft."))
+    back_to_draft = _("Back to draft.")
+    return _control(edition_id, lambda e: schedule.unschedule(db(), e, who=who()), back_to_draft)
 
 
 @blueprint.post("/editions/<int:edition_id>/pause")
-@editor_required
+@requires(Permission.SEND, edition_of())
 def pause_edition(edition_id: int) -> Response:
     """Pause the send; the rest waits for Resume."""
-    return _stop(edition_id, lambda e: controls.pause(db(), e))
+    return _stop(edition_id, lambda e: controls.pause(db(), e, who=who()))
 
 
 @blueprint.post("/editions/<int:edition_id>/cancel")
-@editor_required
+@requires(Permission.SEND, edition_of())
 def cancel_edition(edition_id: int) -> Response:
     """Cancel the send for good."""
-    return _stop(edition_id, lambda e: controls.cancel(db(), e))
+    return _stop(edition_id, lambda e: controls.cancel(db(), e, who=who()))
 
 
 def _stop(edition_id: int, operation: Callable[[Edition], object]) -> Response:
@@ -196,13 +198,13 @@ def _stop(edition_id: int, operation: Callable[[Edition], object]) -> Response:
 
 
 @blueprint.post("/editions/<int:edition_id>/resume")
-@editor_required
+@requires(Permission.SEND, edition_of())
 def resume_edition(edition_id: int) -> Response:
     """Resume the send where it stopped and hand it to the workers."""
     found = _found(edition_id)
     config = settings()
     try:
-        started = controls.resume(db(), found, batch_size=config.batch_size)
+        started = controls.resume(db(), found, batch_size=config.batch_size, who=who())
     except outbox.SendError as exc:
         db().rollback()
         flash(str(exc), "error")

@@ -134,6 +134,12 @@ def status_label(value: str) -> str:
     return labels.get(value, value)
 
 
+def role_label(value: str) -> str:
+    """The word shown for an editor's role (EditorRole's value)."""
+    labels = {"admin": _("admin"), "editor": _("editor"), "viewer": _("viewer")}
+    return labels.get(value, value)
+
+
 def switch_url(locale: str) -> str:
     """This page in `locale`: its address with `?lang=` set, other parameters kept."""
     args = request.args.to_dict(flat=False)
@@ -179,5 +185,6 @@ def init_app(app: Flask) -> None:
         get_locale=get_locale,
         format_number=format_number,
         status_label=status_label,
+        role_label=role_label,
         switch_url=switch_url,
     )

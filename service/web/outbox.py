@@ -10,8 +10,9 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, render_template
 from werkzeug.exceptions import NotFound
 
+from service.team.permissions import Permission
 from service.tools.sink import maildir_files
-from service.web.deps import editor_required, settings
+from service.web.deps import requires, settings
 
 blueprint = Blueprint("outbox", __name__, url_prefix="/outbox")
 
@@ -37,7 +38,7 @@ def _message(key: str) -> EmailMessage:
 
 
 @blueprint.get("/")
-@editor_required
+@requires(Permission.READ)
 def index() -> str:
     """The newest messages first."""
     files = list(reversed(maildir_files(_maildir())))
@@ -46,7 +47,7 @@ def index() -> str:
 
 
 @blueprint.get("/<key>")
-@editor_required
+@requires(Permission.READ)
 def message(key: str) -> str:
     """One message: headers, the HTML part in a sandboxed frame, the text part."""
     msg = _message(key)
@@ -60,7 +61,7 @@ def message(key: str) -> str:
 
 
 @blueprint.get("/<key>/html")
-@editor_required
+@requires(Permission.READ)
 def message_html(key: str) -> Response:
     """The HTML part alone, served under a sandboxing CSP."""
     part = _message(key).get_body(preferencelist=("html",))
@@ -72,7 +73,7 @@ def message_html(key: str) -> Response:
 
 
 @blueprint.get("/<key>/raw")
-@editor_required
+@requires(Permission.READ)
 def message_raw(key: str) -> Response:
     """The message exactly as the sink stored it."""
     for path in maildir_files(_maildir()):

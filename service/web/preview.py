@@ -31,7 +31,8 @@ from service.editions import store
 from service.mail.render import RenderedEdition
 from service.models import Edition
 from service.sending import lifecycle, testsend
-from service.web.deps import db, editor_required, settings
+from service.team.permissions import Permission
+from service.web.deps import db, edition_of, requires, settings
 from service.web.i18n import _
 
 blueprint = Blueprint("preview", __name__, url_prefix="/editions")
@@ -124,14 +125,14 @@ def _page(edition: Edition, *, addresses: str = "", errors: list[str] | None = N
 
 
 @blueprint.get("/<int:edition_id>/preview")
-@editor_required
+@requires(Permission.READ)
 def show(edition_id: int) -> str:
     """The preview page: both widths, the text part, headers, sizes, the test form."""
     return _page(_edition(edition_id))
 
 
 @blueprint.get("/<int:edition_id>/preview/message.html")
-@editor_required
+@requires(Permission.READ)
 def message_html(edition_id: int) -> Response:
     """The HTML part of the sample recipient's message, sandboxed."""
     response = Response(_sample(_edition(edition_id)).html, mimetype="text/html")
@@ -141,7 +142,7 @@ def message_html(edition_id: int) -> Response:
 
 
 @blueprint.get("/<int:edition_id>/preview/message.eml")
-@editor_required
+@requires(Permission.READ)
 def message_raw(edition_id: int) -> Response:
     """The sample recipient's message, byte for byte."""
     response = Response(_sample(_edition(edition_id)).envelope.data, mimetype="text/plain")
@@ -150,7 +151,7 @@ def message_raw(edition_id: int) -> Response:
 
 
 @blueprint.post("/<int:edition_id>/test-send")
-@editor_required
+@requires(Permission.COMPOSE, edition_of())
 def test_send(edition_id: int) -> tuple[str, int] | BaseResponse:
     """Mail the edition, marked as a test, to the addresses typed in the form."""
     edition = _edition(edition_id)

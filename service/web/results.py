@@ -13,9 +13,10 @@ from markupsafe import Markup
 
 from service import newsletters
 from service.models import Edition
+from service.team.permissions import Permission
 from service.tracking import results
 from service.web import charts
-from service.web.deps import db, editor_required
+from service.web.deps import db, requires
 from service.web.i18n import _, babel_locale
 
 blueprint = Blueprint("results", __name__)
@@ -43,7 +44,7 @@ def _item_label(item: results.ItemFigures) -> str:
 
 
 @blueprint.get("/editions/<int:edition_id>/results")
-@editor_required
+@requires(Permission.READ)
 def edition(edition_id: int) -> str:
     """The results page of one edition, with the previous editions beside it."""
     found = _edition(edition_id)
@@ -98,7 +99,7 @@ def edition(edition_id: int) -> str:
 
 
 @blueprint.get("/editions/<int:edition_id>/results.csv")
-@editor_required
+@requires(Permission.READ)
 def edition_csv(edition_id: int) -> Response:
     """The per-item and per-link figures as CSV."""
     found = _edition(edition_id)
@@ -110,7 +111,7 @@ def edition_csv(edition_id: int) -> Response:
 
 
 @blueprint.get("/newsletters/<slug>/audience")
-@editor_required
+@requires(Permission.READ)
 def audience(slug: str) -> str:
     """Subscribers over time: readers, new, confirmed, unsubscribed and bounced per week."""
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
@@ -39,7 +39,16 @@ from service.audience.subscribers import SubscriberFilter
 from service.broker import CeleryQueue
 from service.models import Newsletter, Subscriber, SubscriberStatus, SubscriptionStatus, utcnow
 from service.numbers import int_or_none
-from service.web.deps import db, editor_required, settings
+from service.team.permissions import Permission
+from service.web.deps import (
+    db,
+    ensure_subscribers,
+    newsletter_slug,
+    requires,
+    settings,
+    subscriber_of,
+    who,
+)
 from service.web.i18n import _, ngettext
 
 blueprint = Blueprint("subscribers", __name__, url_prefix="/subscribers")
@@ -98,12 +107,29 @@ def _list_url(view: View) -> str:
     return url_for(".index", **values)
 
 
+def _import_target(kwargs: Mapping[str, Any]) -> Collection[int] | None:
+    # The upload form opens for every editor with AUDIENCE; the import names its newsletter.
+    if request.method == "GET":
+        return None
+    return newsletter_slug("newsletter", form=True)(kwargs)
+
+
+def _bulk_target(kwargs: Mapping[str, Any]) -> Collection[int] | None:
+    # The newsletter the form names (what "all matching", unsubscribe and resend act on)
+    # must be one of the editor's; selected rows are also checked one by one in the view
+    # (ensure_subscribers). "All matching" with no newsletter needs every newsletter.
+    named = newsletter_slug("newsletter", form=True)(kwargs)
+    if named or request.form.get("scope") == "matching":
+        return named
+    return None
+
+
 def _cursor(name: str) -> int | None:
     return int_or_none(request.args.get(name))
 
 
 @blueprint.get("/")
-@editor_required
+@requires(Permission.READ)
 def index() -> str:
     """The subscriber list: search, filters, pages and the bulk-action bar."""
     session = db()
@@ -135,7 +161,7 @@ def _subscriber(subscriber_id: int) -> Subscriber:
 
 
 @blueprint.get("/<int:subscriber_id>")
-@editor_required
+@requires(Permission.READ)
 def detail(subscriber_id: int) -> str:
     """One subscriber: profile, subscriptions with consent, deliveries, events, suppressions."""
     found = subscribers.history(db(), subscriber_id)
@@ -147,7 +173,7 @@ def detail(subscriber_id: int) -> str:
 
 
 @blueprint.post("/<int:subscriber_id>/tags")
-@editor_required
+@requires(Permission.AUDIENCE, subscriber_of())
 def add_tag(subscriber_id: int) -> BaseResponse:
     """Give this subscriber a tag."""
     _subscriber(subscriber_id)
@@ -161,7 +187,7 @@ def add_tag(subscriber_id: int) -> BaseResponse:
 
 
 @blueprint.post("/<int:subscriber_id>/tags/remove")
-@editor_required
+@requires(Permission.AUDIENCE, subscriber_of())
 def remove_tag(subscriber_id: int) -> BaseResponse:
     """Take a tag off this subscriber."""
     _subscriber(subscriber_id)
@@ -175,7 +201,7 @@ def remove_tag(subscriber_id: int) -> BaseResponse:
 
 
 @blueprint.post("/bulk")
-@editor_required
+@requires(Permission.AUDIENCE, _bulk_target)
 def bulk() -> str | BaseResponse:
     """Tag, untag, unsubscribe or delete the selected rows, or every row matching the filter."""
     session = db()
@@ -193,6 +219,7 @@ def bulk() -> str | BaseResponse:
     else:
         ids = sorted({n for value in form.getlist("id") if (n := int_or_none(value)) is not None})
         target = ids
+        ensure_subscribers(Permission.AUDIENCE, ids)
         if not ids:
             flash(_("Select at least one subscriber, or choose “all matching”."), "error")
             return redirect(back)
@@ -220,7 +247,7 @@ def bulk() -> str | BaseResponse:
         done = subscribers.unsubscribe(session, target, newsletter_id=newsletter_id)
         message = ngettext("Ended {n} subscription.", "Ended {n} subscriptions.", done)
     else:
-        done = subscribers.erase_many(session, target)
+        done = subscribers.erase_many(session, target, who=who())
         message = _("Deleted {people} and their personal data.", people=_people(done))
     session.commit()
     flash(message, "ok")
@@ -308,7 +335,7 @@ def _sessions() -> sessionmaker[Session]:
 
 
 @blueprint.route("/import", methods=["GET", "POST"])
-@editor_required
+@requires(Permission.AUDIENCE, _import_target)
 def import_csv() -> str | tuple[str, int] | Response:
     """Upload a CSV file, then stream a progress line per batch and the import report."""
     session = db()
@@ -346,6 +373,7 @@ def import_csv() -> str | tuple[str, int] | Response:
     path = _spool(upload)
     # The import commits batch by batch in its own sessions; the request's open
     # transaction would hold SQLite's write lock against them. Nothing below uses it.
+    actor = who()  # read before the session closes
     session.rollback()
     session.close()
     run = ImportRun(
@@ -357,6 +385,7 @@ def import_csv() -> str | tuple[str, int] | Response:
         batch_size=int(current_app.config.get("HEBDO_IMPORT_BATCH", IMPORT_BATCH)),
         logger=current_app.logger,
         enqueue=_enqueuer(),
+        who=actor,
     )
     # Started here, not in the generator: the import finishes (and the file goes)
     # even if the response is never read.
@@ -422,7 +451,7 @@ def _import_page(
 
 
 @blueprint.get("/export.csv")
-@editor_required
+@requires(Permission.AUDIENCE, newsletter_slug("newsletter", form=True))
 def export_csv() -> Response:
     """Download a newsletter's subscribers as CSV, optionally only one status."""
     slug = request.args.get("newsletter", "")
@@ -438,11 +467,11 @@ def export_csv() -> Response:
     try:
         # A BOM lets spreadsheets read accents right; the import skips it.
         spool.write("\ufeff")
-        exports.export_csv(db(), newsletter, spool, status=status)
+        exports.export_csv(db(), newsletter, spool, status=status, who=who())
     except BaseException:
         spool.close()
         raise
-    db().rollback()
+    db().commit()  # the audit row
     spool.seek(0)
     name = f"{newsletter.slug}-{status.value if status else 'all'}-{utcnow():%Y%m%d}.csv"
     response = Response(_chunks(spool), mimetype="text/csv")

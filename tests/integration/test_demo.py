@@ -43,6 +43,18 @@ def test_demo_once_delivers_the_sample_edition_with_links_to_its_own_server(
         assert links, "the demo mail links to the demo server"
         assert {link.split("/")[2] for link in links} == {f"127.0.0.1:{port}"}
         assert message["Return-Path"].startswith("<bounces+")
+    # The line to paste, the sink it used, and the command line pointed at the demo.
+    assert f"command line: export HEBDO_INSTANCE={instance.resolve()}" in result.stdout
+    sink_url = re.search(r"^SMTP sink: +(smtp://127\.0\.0\.1:\d+)", result.stdout, re.M)
+    assert sink_url, result.stdout
+    assert f"SMTP_URL={sink_url[1]}" in (instance / "env").read_text().splitlines()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "HEBDO_INSTANCE")}
+    listed = subprocess.run(
+        [sys.executable, "-m", "service.cli", "--instance", str(instance), "newsletters", "list"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("intelligence-societe"), listed.stdout
 
 
 def _children(pid: int) -> list[int]:

@@ -1,4 +1,5 @@
-"""Real services for the tests: a throwaway PostgreSQL cluster, redis-server, SMTP servers.
+"""Real services for the tests: a throwaway PostgreSQL cluster, redis-server, SMTP servers,
+a DNS server on loopback (dns_server.py).
 
 Nothing here is a mock: each class starts the real program (or aiosmtpd in a thread) and
 fails loudly, with the program's own output, when it cannot.

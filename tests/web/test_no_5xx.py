@@ -102,9 +102,10 @@ def _purposes() -> set[str]:
 
 
 def seed(sessions: sessionmaker[Session], settings: Settings) -> Seeded:
-    """A newsletter with readers, a draft edition, an edition being sent, and an editor."""
+    """A newsletter with readers, a draft edition, an edition being sent, and an admin
+    (who may open every page)."""
     with sessions.begin() as session:
-        editors.create(session, EDITOR, PASSWORD, name="Marcheur")
+        editors.create(session, EDITOR, PASSWORD, name="Marcheur", role=EditorRole.ADMIN)
         # The editors' own links (an invitation, a reset) carry a password fingerprint.
         invited = access.invite(session, Who.cli(), "invite@hebdo.example", EditorRole.VIEWER)
         resetting = editors.create(session, "oubli@hebdo.example", PASSWORD)
