@@ -17,6 +17,7 @@ SEND_CONFIRMATIONS = "hebdo.send_confirmations"
 CONFIRMATIONS_DUE = "hebdo.confirmations_due"
 PURGE_RATE_WINDOWS = "hebdo.purge_rate_windows"
 DELIVER_WEBHOOKS = "hebdo.deliver_webhooks"
+SCHEDULE_NEXT_ISSUES = "hebdo.schedule_next_issues"
 
 SEND_WORKERS = 4  # most tasks per edition handed out at once: one per worker slot
 CONFIRMATION_WORKERS = (

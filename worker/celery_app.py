@@ -39,6 +39,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "confirmations-due": {"task": queue.CONFIRMATIONS_DUE, "schedule": 60.0},
             "purge-rate-windows": {"task": queue.PURGE_RATE_WINDOWS, "schedule": 3600.0},
             "deliver-webhooks": {"task": queue.DELIVER_WEBHOOKS, "schedule": 5.0},
+            "schedule-next-issues": {"task": queue.SCHEDULE_NEXT_ISSUES, "schedule": 60.0},
         },
     }
 

@@ -26,7 +26,7 @@ from email.policy import SMTP
 from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from service.audience import signup
+from service.audience import signup, suppressions
 from service.audience.subscriptions import record_hard_bounce
 from service.config import Settings
 from service.db import affected_rows
@@ -45,7 +45,6 @@ from service.models import (
     SubscriberStatus,
     Subscription,
     SubscriptionStatus,
-    Suppression,
     utcnow,
 )
 from service.sending.loop import (
@@ -110,10 +109,7 @@ def new_request_id() -> str:
 
 
 def _not_suppressed(newsletter_id: int) -> ColumnElement[bool]:
-    return ~exists().where(
-        Suppression.email == Subscriber.email,
-        or_(Suppression.newsletter_id.is_(None), Suppression.newsletter_id == newsletter_id),
-    )
+    return ~suppressions.applies(Subscriber.email, newsletter_id)
 
 
 def _already_queued() -> ColumnElement[bool]:

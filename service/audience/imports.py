@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.access import webhooks
 from service.addresses import InvalidAddress, normalise
-from service.audience import confirmations, subscriptions
+from service.audience import confirmations, subscriptions, suppressions
 from service.mail.wording import LANGUAGES
 from service.models import (
     Newsletter,
@@ -767,11 +767,13 @@ def _apply_batch(
     emails = list(unique)
 
     markers = {subscriptions.erased_marker(email): email for email in emails}
+    domains = {suppressions.domain_key(email) for email in emails}
+    # Addresses, erased readers' markers and whole "@domain" entries.
     suppressed = {
         markers.get(email, email)
         for email in session.scalars(
             select(Suppression.email).where(
-                Suppression.email.in_([*emails, *markers]),
+                Suppression.email.in_([*emails, *markers, *domains]),
                 or_(
                     Suppression.newsletter_id.is_(None), Suppression.newsletter_id == newsletter_id
                 ),
@@ -817,7 +819,7 @@ def _apply_batch(
         ):
             skip_reason[email] = "unsubscribed"
             continue
-        if email in suppressed or (
+        if (email in suppressed or suppressions.domain_key(email) in suppressed) or (
             existing is not None and existing.status != SubscriberStatus.ACTIVE
         ):
             skip_reason[email] = "suppressed"

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from service import tokens, translations
 from service.access import webhooks
 from service.addresses import normalise
-from service.audience import subscriptions
+from service.audience import subscriptions, suppressions
 from service.config import Settings
 from service.mail import links, notices
 from service.mail.notices import Notice
@@ -127,13 +127,8 @@ def data_link_token(
 def _is_suppressed(
     session: Session, email: str, newsletter_id: int, reasons: tuple[SuppressionReason, ...]
 ) -> bool:
-    applies = or_(Suppression.newsletter_id.is_(None), Suppression.newsletter_id == newsletter_id)
-    found = session.scalar(
-        select(Suppression.id)
-        .where(Suppression.email == email, applies, Suppression.reason.in_(reasons))
-        .limit(1)
-    )
-    return found is not None
+    # The address's own entry or its whole domain's (an editor's, by hand).
+    return suppressions.is_suppressed(session, email, newsletter_id, reasons)
 
 
 def receives(session: Session, subscription: Subscription) -> bool:

@@ -24,6 +24,7 @@ from service.cli.processes import (
     worker_command,
 )
 from service.cli.subscribers import subscribers_group
+from service.cli.suppressions import suppressions_group
 from service.cli.testsend import test_send_command
 from service.cli.tokens import tokens_group
 from service.cli.webhooks import webhooks_group
@@ -64,6 +65,7 @@ for command in (
     audit_command,
     tokens_group,
     webhooks_group,
+    suppressions_group,
 ):
     cli.add_command(command)
 editions_group.add_command(test_send_command)

@@ -16,7 +16,7 @@ from service import newsletters
 from service.broker import CeleryQueue
 from service.cli.context import ID, CliContext
 from service.editions import store
-from service.models import Edition
+from service.models import Edition, utcnow
 from service.sending import controls, outbox, schedule
 from service.team import audit
 from service.tracking import classify, results
@@ -246,6 +246,33 @@ def schedule_command(ctx: CliContext, edition_id: int, at: str | None, next_slot
         click.echo(
             f"edition {edition.number} (id {edition.id}) scheduled for {_local(edition, scheduled)}"
         )
+
+
+@editions_group.command("next-issue")
+@click.argument("edition_id", type=ID)
+@click.option("--off", is_flag=True, help="Take the mark off instead.")
+@pass_context
+def next_issue_command(ctx: CliContext, edition_id: int, off: bool) -> None:
+    """Mark a draft as its newsletter's next issue: once ready, beat schedules it to the next slot.
+
+    Ready: its content passes the edition's rules, with a title, a subject and a news item.
+    """
+    with ctx.transaction() as session:
+        edition = _edition(session, edition_id)
+        try:
+            schedule.mark_next_issue(session, edition, not off)
+        except outbox.SendError as exc:
+            raise click.ClickException(str(exc)) from exc
+        if off:
+            click.echo(f"edition {edition.number} (id {edition.id}) is no longer the next issue")
+            return
+        slot = _local(edition, schedule.next_slot(edition.newsletter, utcnow()))
+        missing = schedule.not_ready(edition)
+        click.echo(f"edition {edition.number} (id {edition.id}) is the next issue (slot {slot})")
+        if missing:
+            click.echo("not ready yet: " + "; ".join(missing))
+        else:
+            click.echo("ready: beat schedules it within a minute")
 
 
 @editions_group.command("unschedule")

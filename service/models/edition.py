@@ -6,7 +6,7 @@ import enum
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Date, ForeignKey, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base
@@ -51,6 +51,8 @@ class Edition(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Set when a send paused by itself (relay down): beat resumes it after this time.
     resume_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The weekly rhythm: beat schedules it to the newsletter's next slot once it is ready.
+    is_next_issue: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     # Frozen at send time: rendered once, personalised per recipient by substitution.
     rendered_subject: Mapped[str | None] = mapped_column(String(300))

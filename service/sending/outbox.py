@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from service.access import webhooks
+from service.audience import suppressions
 from service.db import affected_rows
 from service.models import (
     Delivery,
@@ -40,7 +41,6 @@ from service.models import (
     SubscriberStatus,
     Subscription,
     SubscriptionStatus,
-    Suppression,
     utcnow,
 )
 from service.sending import lifecycle
@@ -88,12 +88,8 @@ class Progress:
 
 def recipients_query(edition: Edition, now: datetime):  # type: ignore[no-untyped-def]
     """Confirmed, unpaused, unsuppressed subscribers of the edition's newsletter."""
-    not_suppressed = ~exists().where(
-        Suppression.email == Subscriber.email,
-        or_(
-            Suppression.newsletter_id.is_(None), Suppression.newsletter_id == edition.newsletter_id
-        ),
-    )
+    # The address's own entry or its whole domain's (service.audience.suppressions).
+    not_suppressed = ~suppressions.applies(Subscriber.email, edition.newsletter_id)
     return (
         select(Subscriber.id, Subscriber.email, Subscriber.name)
         .join(Subscription, Subscription.subscriber_id == Subscriber.id)

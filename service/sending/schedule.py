@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.editions import schema, store
 from service.models import Edition, EditionStatus, Newsletter, utcnow
 from service.sending import controls, lifecycle
 from service.sending.outbox import SendError
@@ -95,8 +96,8 @@ def schedule(
     lifecycle.move(edition, EditionStatus.SCHEDULED, detail="")
     edition.scheduled_at = at
     session.flush()
-    at = edition.scheduled_at.isoformat()
-    audit.edition_action(session, who, "edition.schedule", edition, {"at": at})
+    stamp = edition.scheduled_at.isoformat()
+    audit.edition_action(session, who, "edition.schedule", edition, {"at": stamp})
     return edition.scheduled_at
 
 
@@ -177,3 +178,134 @@ def sweep(
     pending = [i for i in controls.editions_with_work(session, now=now) if i not in handed]
     finished = controls.finish_done(session, now=now)
     return DueWork(started=started, resumed=resumed, pending=pending, finished=finished)
+
+
+# --- the weekly rhythm ---------------------------------------------------------------------
+
+BEAT = audit.Who(None, "beat")  # the audit log's name for what the beat does by itself
+WARN_BEFORE = timedelta(hours=24)  # the dashboard warns when a slot this close has nothing
+
+
+def N_(message: str) -> str:  # noqa: N802 - the gettext marker pybabel extracts
+    """Mark a message for translation (the doors translate it when they show it)."""
+    return message
+
+
+def not_ready(edition: Edition) -> list[str]:
+    """Why the edition cannot go out yet (empty: it is ready).
+
+    Ready means: its document passes the edition schema (service.editions.schema), and
+    it has a title, a subject and at least one news item.
+    """
+    reasons = []
+    try:
+        schema.validate(store.to_data(edition))
+    except schema.EditionInvalid:
+        reasons.append(N_("its content breaks the edition's rules (open it in the composer)"))
+    if not edition.title.strip():
+        reasons.append(N_("it has no title"))
+    if not edition.subject.strip():
+        reasons.append(N_("it has no subject"))
+    if not edition.items:
+        reasons.append(N_("it has no news item"))
+    return reasons
+
+
+def mark_next_issue(session: Session, edition: Edition, on: bool = True) -> None:
+    """Mark (or unmark) a draft as its newsletter's next issue; one per newsletter.
+
+    Beat schedules a marked draft to the next weekly slot once it is ready.
+    """
+    if on and not lifecycle.is_editable(edition):
+        raise SendError(
+            f"edition {edition.number} is {edition.status.value}: it cannot be the next issue"
+        )
+    if on:
+        others = session.scalars(
+            select(Edition).where(
+                Edition.newsletter_id == edition.newsletter_id,
+                Edition.is_next_issue.is_(True),
+                Edition.id != edition.id,
+            )
+        )
+        for other in others:
+            other.is_next_issue = False
+    edition.is_next_issue = on
+    session.flush()
+
+
+def schedule_next_issues(session: Session, *, now: datetime | None = None) -> list[int]:
+    """Schedule every ready draft marked next issue to its newsletter's next slot (beat).
+
+    The mark has done its job once the edition is scheduled: it is cleared, so taking the
+    edition back to draft does not reschedule it. Each one is recorded in the audit log as
+    `edition.schedule` by "beat". Returns the ids scheduled.
+    """
+    now = now or utcnow()
+    marked = session.scalars(
+        select(Edition)
+        .where(Edition.is_next_issue.is_(True), Edition.status == EditionStatus.DRAFT)
+        .order_by(Edition.id)
+    ).all()
+    done = []
+    for edition in marked:
+        if not_ready(edition):
+            continue
+        try:
+            with session.begin_nested():
+                when = schedule(session, edition, None, now=now)
+                edition.is_next_issue = False
+                audit.record(
+                    session,
+                    BEAT,
+                    "edition.schedule",
+                    object_type="edition",
+                    object_id=edition.id,
+                    detail={"at": when.isoformat(), "why": "next issue, ready"},
+                )
+        except SendError:  # it started or changed meanwhile: nothing to do for it
+            log.info("next issue %s not scheduled", edition.id, exc_info=True)
+            continue
+        done.append(edition.id)
+    return done
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """A newsletter's next weekly slot as the dashboard shows it."""
+
+    slot: datetime  # UTC
+    zone: str
+    left: timedelta
+    covered: bool  # an edition is scheduled for it, or a ready next issue waits for it
+
+    @property
+    def warn(self) -> bool:
+        """The slot is less than a day away and nothing will go out at it."""
+        return self.left < WARN_BEFORE and not self.covered
+
+
+def outlook(session: Session, newsletter: Newsletter, *, now: datetime | None = None) -> Outlook:
+    """The next slot, the time left until it, and whether an edition is ready for it."""
+    now = now or utcnow()
+    slot = next_slot(newsletter, now)
+    scheduled = session.scalar(
+        select(Edition.id)
+        .where(
+            Edition.newsletter_id == newsletter.id,
+            Edition.status.in_((EditionStatus.SCHEDULED, EditionStatus.SENDING)),
+        )
+        .where((Edition.scheduled_at.is_(None)) | (Edition.scheduled_at <= slot))
+        .limit(1)
+    )
+    covered = scheduled is not None
+    if not covered:
+        marked = session.scalars(
+            select(Edition).where(
+                Edition.newsletter_id == newsletter.id,
+                Edition.is_next_issue.is_(True),
+                Edition.status == EditionStatus.DRAFT,
+            )
+        ).all()
+        covered = any(not not_ready(e) for e in marked)
+    return Outlook(slot=slot, zone=newsletter.timezone, left=slot - now, covered=covered)

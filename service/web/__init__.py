@@ -14,12 +14,14 @@ from service.web import (
     dashboard,
     deps,
     i18n,
+    newsletter_settings,
     outbox,
     preview,
     public,
     reader,
     results,
     subscribers,
+    suppressions,
     team,
     team_access,
     webhooks,
@@ -44,6 +46,8 @@ def register(app: Flask) -> None:
         team_access,
         webhooks,
         access,
+        newsletter_settings,
+        suppressions,
     ):
         app.register_blueprint(module.blueprint)
     api.init_app(app)

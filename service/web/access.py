@@ -14,10 +14,8 @@ from werkzeug.wrappers import Response
 from service import newsletters
 from service.access import tokens, webhooks
 from service.models import Editor
-from service.team.audit import Who
-from service.team.editors import client_network
 from service.team.permissions import Permission, can
-from service.web.deps import current_editor, db, editor_required
+from service.web.deps import current_editor, db, requires, who
 from service.web.i18n import _
 
 blueprint = Blueprint("access", __name__, url_prefix="/api-access")
@@ -25,7 +23,7 @@ blueprint = Blueprint("access", __name__, url_prefix="/api-access")
 
 def _editor() -> Editor:
     editor = current_editor()
-    assert editor is not None  # editor_required
+    assert editor is not None  # requires() ran first
     return editor
 
 
@@ -48,29 +46,25 @@ def _page(status: int = 200, **extra: Any) -> tuple[str, int]:
 
 
 @blueprint.get("/")
-@editor_required
+@requires(Permission.READ)
 def index() -> tuple[str, int]:
     """Tokens with their scopes and last use; webhooks and their recent attempts."""
-    if not can(db(), _editor(), Permission.READ):
-        abort(403)
     return _page()
 
 
 @blueprint.post("/tokens")
-@editor_required
+@requires(Permission.MANAGE)
 def create_token() -> tuple[str, int]:
     """Create a token and show it once."""
     session = db()
-    editor = _editor()
-    if not can(session, editor, Permission.MANAGE):
-        abort(403)
     form = request.form
     try:
         chosen = tokens.parse_scopes(form.getlist("scope"))
         slug = form.get("newsletter", "")
         letter = newsletters.get_by_slug(session, slug) if slug else None
-        who = Who.editor(editor, client_network(request.remote_addr or ""))
-        created = tokens.create(session, form.get("name", ""), chosen, newsletter=letter, actor=who)
+        created = tokens.create(
+            session, form.get("name", ""), chosen, newsletter=letter, actor=who()
+        )
     except (tokens.BadTokenRequest, newsletters.UnknownNewsletter) as exc:
         session.rollback()
         return _page(400, error=str(exc))
@@ -79,19 +73,12 @@ def create_token() -> tuple[str, int]:
 
 
 @blueprint.post("/tokens/<int:token_id>/revoke")
-@editor_required
+@requires(Permission.MANAGE)
 def revoke_token(token_id: int) -> Response:
     """Revoke a token for good."""
     session = db()
-    editor = _editor()
-    if not can(session, editor, Permission.MANAGE):
-        abort(403)
     try:
-        token = tokens.revoke(
-            session,
-            token_id,
-            actor=Who.editor(editor, client_network(request.remote_addr or "")),
-        )
+        token = tokens.revoke(session, token_id, actor=who())
     except tokens.UnknownToken:
         abort(404)
     session.commit()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
@@ -46,8 +46,28 @@ def index() -> str:
             .order_by(Edition.number.desc())
             .limit(10)
         ).all()
-        rows.append((newsletter, [(e, outbox.progress(session, e.id)) for e in latest]))
+        progress = [(e, outbox.progress(session, e.id)) for e in latest]
+        rows.append((newsletter, progress, _slot_view(schedule.outlook(session, newsletter))))
     return render_template("web/dashboard.html", rows=rows)
+
+
+def _slot_view(outlook: schedule.Outlook) -> dict[str, object]:
+    """The next slot as the dashboard says it: when, how long until then, and a warning."""
+    zone = ZoneInfo(outlook.zone)
+    pattern = _("EEEE d MMMM HH:mm")  # a Babel (CLDR) date pattern, e.g. Saturday 7 December 08:00
+    when = format_datetime(outlook.slot, pattern, tzinfo=zone, locale=babel_locale())
+    return {"when": f"{when} ({zone.key})", "left": _time_left(outlook.left), "warn": outlook.warn}
+
+
+def _time_left(left: timedelta) -> str:
+    minutes = max(0, int(left.total_seconds()) // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return ngettext("{n} day {hours} h", "{n} days {hours} h", days, hours=hours)
+    if hours:
+        return _("{hours} h {minutes} min", hours=hours, minutes=minutes)
+    return _("{minutes} min", minutes=minutes)
 
 
 def _found(edition_id: int) -> Edition:
@@ -86,7 +106,25 @@ def edition(edition_id: int) -> str:
         next_slot=_local_label(slot, zone),
         scheduled_label=_local_label(found.scheduled_at, zone) if found.scheduled_at else "",
         resume_label=_local_label(found.resume_at, zone) if found.resume_at else "",
+        not_ready=schedule.not_ready(found) if found.is_next_issue else [],
     )
+
+
+@blueprint.post("/editions/<int:edition_id>/next-issue")
+@requires(Permission.SEND, edition_of())
+def next_issue(edition_id: int) -> Response:
+    """Mark (or unmark) a draft as the next issue, scheduled by itself once ready."""
+    found = _found(edition_id)
+    on = request.form.get("on") != "off"
+    try:
+        schedule.mark_next_issue(db(), found, on)
+    except outbox.SendError as exc:
+        db().rollback()
+        flash(str(exc), "error")
+        return _back(edition_id)
+    db().commit()
+    flash(_("This is the next issue.") if on else _("No longer the next issue."), "ok")
+    return _back(edition_id)
 
 
 @blueprint.get("/editions/<int:edition_id>/progress.json")

@@ -5,9 +5,11 @@ catalogues of service.translations (README, "Translations"); a missing
 translation falls back to the English text (tests/unit/test_translations.py
 checks there is none). Fields are `{name}` str.format ones. Reader pages speak
 their newsletter's language (`use_newsletter_locale`) or the reader's
-(`translator`); editor pages follow `?lang=`, then the editor's earlier choice kept
-in the session, then the browser's Accept-Language. Flask-Babel is given the same
-selection and catalogues, so its own helpers agree with these.
+(`translator`); editor pages follow `?lang=` (kept as the editor's choice in
+`Editor.language`), then that saved choice, then a choice made before logging in (the
+session), then the language of the newsletter the page is about (its `slug` or
+`edition_id`; else the first newsletter), then the browser's Accept-Language.
+Flask-Babel is given the same selection and catalogues, so its own helpers agree.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from urllib.parse import urlencode
 
 import flask_babel
 from flask import Flask, current_app, g, has_request_context, request, session, url_for
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from service import translations
-from service.models import Newsletter
+from service.models import Edition, Editor, Newsletter
 from service.translations import Translator
+from service.web import deps
 
 LOCALES = translations.LANGUAGES
 DEFAULT_LOCALE = translations.SOURCE_LANGUAGE
@@ -63,14 +66,73 @@ def get_locale() -> str:
     forced: str | None = g.get("hebdo_locale")
     if forced:
         return forced
+    known: str | None = g.get("hebdo_chosen_locale")
+    if known:
+        return known
+    g.hebdo_chosen_locale = _choose()
+    return str(g.hebdo_chosen_locale)
+
+
+def _choose() -> str:
+    """The order of editor pages; computed once per request (a streamed page asks late)."""
+    editor: Editor | None = g.get("editor")  # set by editor_required before the view
     chosen = _primary(request.args.get("lang"))
     if chosen:
         session["lang"] = chosen  # the switch sticks for the next pages
         return chosen
-    saved = _primary(session.get("lang"))
-    if saved:
-        return saved
-    return request.accept_languages.best_match(LOCALES) or DEFAULT_LOCALE
+    for saved in (_saved_language(editor), session.get("lang")):
+        language = _primary(saved)
+        if language:
+            return language
+    # Only for a logged-in editor: a visitor (the login page) has no newsletter of their own.
+    by_page = _page_language() if editor is not None else None
+    return by_page or request.accept_languages.best_match(LOCALES) or DEFAULT_LOCALE
+
+
+def _saved_language(editor: Editor | None) -> str | None:
+    """The editor's saved choice, without loading anything once their session is gone."""
+    if editor is None:
+        return None
+    state = inspect(editor)
+    if "language" in state.dict or not state.detached:
+        return editor.language
+    return None
+
+
+def _remember_choice() -> None:
+    """Before the view: a logged-in editor's `?lang=` becomes their saved choice."""
+    chosen = _primary(request.args.get("lang"))
+    if not chosen or session.get("sid") is None:
+        return
+    editor = deps.current_editor()
+    if editor is not None and editor.language != chosen:
+        editor.language = chosen
+        deps.db().commit()  # nothing else is pending: the view has not run yet
+
+
+def _page_language() -> str | None:
+    """The language of the newsletter the page is about, else of the first newsletter."""
+    if "hebdo_page_language" not in g:
+        g.hebdo_page_language = _newsletter_language(request.view_args or {})
+    found: str | None = g.hebdo_page_language
+    return found
+
+
+def _newsletter_language(view_args: Mapping[str, object]) -> str | None:
+    own = deps.db()
+    slug, edition_id = view_args.get("slug"), view_args.get("edition_id")
+    language = None
+    if isinstance(slug, str):
+        language = own.scalar(select(Newsletter.language).where(Newsletter.slug == slug))
+    elif isinstance(edition_id, int):
+        language = own.scalar(
+            select(Newsletter.language)
+            .join(Edition, Edition.newsletter_id == Newsletter.id)
+            .where(Edition.id == edition_id)
+        )
+    if language is None:
+        language = own.scalar(select(Newsletter.language).order_by(Newsletter.id).limit(1))
+    return _primary(language)
 
 
 def gettext(message: str, **values: object) -> str:
@@ -79,6 +141,11 @@ def gettext(message: str, **values: object) -> str:
 
 
 _ = gettext
+
+
+def marked(message: str) -> str:
+    """A message the domain marked with `N_()` (extracted there), in the request's locale."""
+    return translations.gettext(get_locale(), message)
 
 
 def babel_locale() -> str:
@@ -178,6 +245,7 @@ def init_app(app: Flask) -> None:
         default_translation_directories=str(translations.CATALOGUES),
         configure_jinja=False,
     )
+    app.before_request(_remember_choice)
     app.jinja_env.globals.update(
         _=gettext,
         ngettext=ngettext,
@@ -186,5 +254,6 @@ def init_app(app: Flask) -> None:
         format_number=format_number,
         status_label=status_label,
         role_label=role_label,
+        marked=marked,
         switch_url=switch_url,
     )

@@ -23,7 +23,8 @@ PASSWORD = "une-phrase-de-passe"
 def edition_id(sessions: sessionmaker[Session]) -> int:
     """A draft with the sample content, and an editor to write it."""
     with sessions.begin() as session:
-        editors.create(session, EDITOR, PASSWORD)
+        # This editor reads English pages (else: the newsletter's language).
+        editors.create(session, EDITOR, PASSWORD).language = "en"
         letter = factories.newsletter(session)
         return factories.edition(session, letter).id
 

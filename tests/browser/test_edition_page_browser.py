@@ -26,7 +26,8 @@ def edition_id(sessions: sessionmaker[Session], settings: Settings) -> int:
     """An edition half-way through its send: 4 of 10 messages out in the last 20 seconds."""
     now = utcnow()
     with sessions.begin() as session:
-        editors.create(session, EDITOR, PASSWORD)
+        # This editor reads English pages (else: the newsletter's language).
+        editors.create(session, EDITOR, PASSWORD).language = "en"
         letter = factories.newsletter(session)
         factories.readers(session, letter, 10)
         edition = factories.edition(session, letter)

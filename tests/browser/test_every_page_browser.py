@@ -76,7 +76,8 @@ def _create_accounts(sessions: sessionmaker[Session]) -> None:
         for role, kind in ROLES.items():
             login = account(role)
             if login is not None and kind is not None:
-                editors.create(session, login[0], login[1], name=role, role=kind)
+                # This editor reads English pages (else: the newsletter's language).
+                editors.create(session, login[0], login[1], name=role, role=kind).language = "en"
 
 
 def _client(app: Flask, role: str) -> FlaskClient:

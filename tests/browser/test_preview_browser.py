@@ -26,7 +26,8 @@ OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
 def edition_id(sessions: sessionmaker[Session]) -> int:
     """An editor and the French sample edition, as a draft."""
     with sessions.begin() as session:
-        editors.create(session, EDITOR, PASSWORD)
+        # This editor reads English pages (else: the newsletter's language).
+        editors.create(session, EDITOR, PASSWORD).language = "en"
         edition = factories.edition(session, factories.newsletter(session))
         return edition.id
 

@@ -143,7 +143,8 @@ def test_results_page_shows_charts_and_their_tables(
 ) -> None:
     base_url, served = site
     with sessions.begin() as session:
-        editors.create(session, EDITOR, PASSWORD)
+        # This editor reads English pages (else: the newsletter's language).
+        editors.create(session, EDITOR, PASSWORD).language = "en"
         letter = factories.newsletter(session)
         factories.readers(session, letter, READERS)
         ids = []

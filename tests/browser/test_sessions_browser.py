@@ -17,7 +17,8 @@ PASSWORD = "une-phrase-de-passe"
 @pytest.fixture
 def account(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
-        editors.create(session, EDITOR, PASSWORD)
+        # This editor reads English pages (else: the newsletter's language).
+        editors.create(session, EDITOR, PASSWORD).language = "en"
 
 
 def _replayed(browser: Browser, cookies: list[Cookie], base_url: str) -> str:

@@ -36,7 +36,8 @@ PEOPLE = [
 def readers(sessions: sessionmaker[Session], settings: Settings) -> None:
     """An editor, two newsletters, readers in different states, one edition queued."""
     with sessions.begin() as session:
-        editors.create(session, EDITOR, PASSWORD)
+        # This editor reads English pages (else: the newsletter's language).
+        editors.create(session, EDITOR, PASSWORD).language = "en"
         letters = {
             "lettre": factories.newsletter(session, "lettre"),
             "weekly": factories.newsletter(session, "weekly", language="en"),

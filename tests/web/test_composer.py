@@ -172,7 +172,8 @@ def draft(session: Session, letter: Newsletter) -> Edition:
 @pytest.fixture
 def editor(client: FlaskClient, session: Session) -> FlaskClient:
     """The client, logged in through the login form like an editor would."""
-    editors.create(session, "redaction@hebdo.example", PASSWORD, name="Rédaction")
+    # This editor reads English pages (else: the newsletter's language).
+    editors.create(session, "redaction@hebdo.example", PASSWORD, name="Rédaction").language = "en"
     session.commit()
     token = csrf_token(client.get("/login").get_data(as_text=True))
     response = client.post(

@@ -34,7 +34,8 @@ def _token(client: FlaskClient, path: str) -> str:
 def people(client: FlaskClient, sessions: sessionmaker[Session]) -> dict[str, int]:
     """An editor logged in; two pending readers and a confirmed one; ids by name."""
     with sessions.begin() as session:
-        editors.create(session, EDITOR, PASSWORD)
+        # This editor reads English pages (else: the newsletter's language).
+        editors.create(session, EDITOR, PASSWORD).language = "en"
         letter = factories.newsletter(session)
         ids = {}
         for key, confirmed in [("lea", False), ("marc", False), ("nora", True)]:

@@ -32,7 +32,8 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 def editor(client: FlaskClient, sessions: sessionmaker[Session]) -> FlaskClient:
     """The client, logged in through the login form."""
     with sessions() as session, session.begin():
-        editors.create(session, "redaction@hebdo.example", PASSWORD)
+        # This editor reads English pages (else: the newsletter's language).
+        editors.create(session, "redaction@hebdo.example", PASSWORD).language = "en"
     response = client.post(
         "/login",
         data={
@@ -116,7 +117,8 @@ def test_controls_need_an_editor_and_the_csrf_token(
             assert anonymous.headers["Location"].startswith("/login"), action
 
     with sessions() as session, session.begin():
-        editors.create(session, "redaction@hebdo.example", PASSWORD)
+        # This editor reads English pages (else: the newsletter's language).
+        editors.create(session, "redaction@hebdo.example", PASSWORD).language = "en"
     client.post(
         "/login",
         data={

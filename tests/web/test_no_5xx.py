@@ -37,10 +37,10 @@ from werkzeug.routing import RoutingException, Rule
 
 import service
 from service import tokens
+from service.audience import suppressions
 from service.config import Settings
 from service.models import Delivery, EditorRole, Subscription
-from service.team import access, editors
-from service.team.audit import Who
+from service.team import access, audit, editors
 from service.tools.sink import MaildirSink
 from tests import factories
 
@@ -107,7 +107,7 @@ def seed(sessions: sessionmaker[Session], settings: Settings) -> Seeded:
     with sessions.begin() as session:
         editors.create(session, EDITOR, PASSWORD, name="Marcheur", role=EditorRole.ADMIN)
         # The editors' own links (an invitation, a reset) carry a password fingerprint.
-        invited = access.invite(session, Who.cli(), "invite@hebdo.example", EditorRole.VIEWER)
+        invited = access.invite(session, audit.Who.cli(), "invite@hebdo.example", EditorRole.VIEWER)
         resetting = editors.create(session, "oubli@hebdo.example", PASSWORD)
         editor_links = [
             access.link_token(settings.secret_key, access.INVITE_PURPOSE, invited),
@@ -119,6 +119,7 @@ def seed(sessions: sessionmaker[Session], settings: Settings) -> Seeded:
         draft = factories.edition(session, letter)
         sending = factories.edition(session, letter)
         factories.begin_sending(session, settings, sending)
+        suppression = suppressions.add(session, "@walker.example", "seed", audit.Who.cli())
         session.flush()
         deliveries = session.scalars(select(Delivery.id).order_by(Delivery.id)).all()
         subscriptions = session.scalars(select(Subscription.id).order_by(Subscription.id)).all()
@@ -128,6 +129,7 @@ def seed(sessions: sessionmaker[Session], settings: Settings) -> Seeded:
             "number": [str(sending.number), str(draft.number)],
             "subscriber": [str(people[0].id)],
             "newsletter": [str(letter.id)],
+            "suppression": [str(suppression.id)],
         }
         # Every id a token may carry, so a route still reaches its view after the walker
         # erased or unsubscribed the first reader.
@@ -152,6 +154,7 @@ def seed(sessions: sessionmaker[Session], settings: Settings) -> Seeded:
             "number": ids["number"],
             "subscriber_id": ids["subscriber"],
             "newsletter_id": ids["newsletter"],
+            "suppression_id": ids["suppression"],
             "slug": ["lettre"],
             "token": good_tokens,
             "index": ["0", "1"],

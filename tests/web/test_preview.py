@@ -49,6 +49,7 @@ def edition(session: Session) -> Edition:
 def editor_client(client: FlaskClient, session: Session) -> FlaskClient:
     """A client logged in as an editor."""
     editor = editors.create(session, "redaction@hebdo.example", "un mot de passe solide")
+    editor.language = "en"  # English pages (else: the newsletter's language)
     token = editors.open_session(session, editor)
     session.commit()
     with client.session_transaction() as cookie:

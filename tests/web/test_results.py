@@ -325,6 +325,7 @@ def editor(app: Flask, sessions: sessionmaker[Session]) -> FlaskClient:
     client = app.test_client()
     with sessions.begin() as session:
         found = editors.create(session, "redaction@hebdo.example", "un mot de passe solide")
+        found.language = "en"  # English pages (else: the newsletter's language)
         token = editors.open_session(session, found)
     with client.session_transaction() as cookie:
         cookie["sid"] = token

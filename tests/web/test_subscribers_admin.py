@@ -45,7 +45,8 @@ def _token(client: FlaskClient, path: str = "/subscribers/") -> str:
 def editor(client: FlaskClient, sessions: sessionmaker[Session]) -> FlaskClient:
     """The test client, logged in as an editor."""
     with sessions.begin() as session:
-        editors.create(session, EDITOR, PASSWORD)
+        # This editor reads English pages (else: the newsletter's language).
+        editors.create(session, EDITOR, PASSWORD).language = "en"
     response = client.post(
         "/login",
         data={"email": EDITOR, "password": PASSWORD, "csrf_token": _token(client, "/login")},

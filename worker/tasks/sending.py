@@ -40,3 +40,10 @@ def dispatch_due() -> list[int]:
     for edition_id in work.pending:
         send_pending.delay(edition_id)
     return [s.edition_id for s in (*work.started, *work.resumed)] + work.pending
+
+
+@app.task(name=queue.SCHEDULE_NEXT_ISSUES)
+def schedule_next_issues() -> list[int]:
+    """Schedule each ready edition marked "next issue" to its newsletter's next weekly slot."""
+    with runtime.sessions()() as session, session.begin():
+        return schedule.schedule_next_issues(session)

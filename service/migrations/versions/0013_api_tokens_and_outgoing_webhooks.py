@@ -1,7 +1,7 @@
 """api tokens and outgoing webhooks
 
 Revision ID: 0013
-Revises: 0007
+Revises: 0010
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = '0013'
-down_revision = '0007'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
