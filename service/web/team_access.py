@@ -38,10 +38,10 @@ from service.mail.transport import SmtpTransport
 from service.models import Editor, EditorRole, utcnow
 from service.team import access, editors, totp
 from service.team.audit import Who
-from service.team.permissions import NotAllowed, Permission, authorize
+from service.team.permissions import Permission
 from service.text import UnusableText
 from service.web import auth
-from service.web.deps import current_editor, db, editor_required, settings
+from service.web.deps import current_editor, db, editor_required, requires, settings
 from service.web.i18n import _, get_locale, ngettext
 
 blueprint = Blueprint("team_access", __name__)
@@ -131,21 +131,12 @@ def _new_password() -> tuple[str, str | None]:
 _ROLES = {"admin": EditorRole.ADMIN, "editor": EditorRole.EDITOR, "viewer": EditorRole.VIEWER}
 
 
-def _manager() -> Editor:
-    editor = current_editor()
-    assert editor is not None
-    try:
-        authorize(db(), editor, Permission.MANAGE)
-    except NotAllowed:
-        abort(403)
-    return editor
-
-
 @blueprint.route("/team/invite", methods=["GET", "POST"])
-@editor_required
+@requires(Permission.MANAGE)
 def invite() -> Page | Response:
     """An admin invites someone: an account without a password, and a link by mail."""
-    admin = _manager()
+    admin = current_editor()
+    assert admin is not None
     if request.method == "GET":
         return render_template("web/team_invite.html", error=None), 200
     role = _ROLES.get(request.form.get("role", ""))
