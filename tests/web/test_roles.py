@@ -36,7 +36,8 @@ ELSEWHERE = "ailleurs@hebdo.example"  # an editor given only the other newslette
 EDITOR = "plume@hebdo.example"  # an editor of every newsletter, not an admin
 
 # Blueprints of readers and machines (tokens, webhooks): no editor account involved.
-PUBLIC = {"public", "archive", "reader", "webhooks"}
+# The API door has its own bearer tokens and scopes (tests/web/test_api.py).
+PUBLIC = {"public", "archive", "reader", "webhooks", "api"}
 # What every logged-in editor may do to their own account, whatever their role.
 SELF_SERVICE = {
     "auth.logout",
@@ -66,9 +67,15 @@ def site(
     seeded = seed(sessions, settings)
     with sessions.begin() as session:
         factories.newsletter(session, "autre")
-        editors.create(session, VIEWER, PASSWORD, role=EditorRole.VIEWER)
-        editors.create(session, ELSEWHERE, PASSWORD, role=EditorRole.EDITOR, newsletters=["autre"])
-        editors.create(session, EDITOR, PASSWORD, role=EditorRole.EDITOR)
+        made = [
+            editors.create(session, VIEWER, PASSWORD, role=EditorRole.VIEWER),
+            editors.create(
+                session, ELSEWHERE, PASSWORD, role=EditorRole.EDITOR, newsletters=["autre"]
+            ),
+            editors.create(session, EDITOR, PASSWORD, role=EditorRole.EDITOR),
+        ]
+        for editor in made:
+            editor.language = "en"  # the pages' words are asserted in English
         readers = sorted(set(session.scalars(select(Subscription.subscriber_id))))
     return app, seeded, readers
 

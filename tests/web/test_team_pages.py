@@ -49,6 +49,7 @@ def team_site(sessions: sessionmaker[Session]) -> dict[str, int]:
         factories.newsletter(session, "autre")
         admin = editors.create(session, ADMIN, PASSWORD, role=EditorRole.ADMIN)
         plume = editors.create(session, PLUME, PASSWORD, newsletters=["autre"])
+        admin.language = plume.language = "en"  # the pages' words are asserted in English
         return {"admin": admin.id, "plume": plume.id}
 
 
