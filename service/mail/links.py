@@ -24,6 +24,9 @@ ROUTES: Mapping[str, str] = MappingProxyType(
         "confirm": "/n/<slug>/confirm/<token>",
         "data_export": "/d/<token>/export.json",
         "data_erase": "/d/<token>/erase",
+        # In the mail to editors: an invitation, a password reset.
+        "welcome": "/welcome/<token>",
+        "reset": "/reset/<token>",
         # The public archive.
         "archive": "/archive/<slug>/",
         "archive_edition": "/archive/<slug>/<int:number>",

@@ -29,6 +29,8 @@ class Notice(enum.Enum):
     ALREADY_SUBSCRIBED = "already-subscribed"
     DATA_EXPORT = "data-export"
     DATA_ERASE = "data-erase"
+    EDITOR_INVITE = "editor-invite"  # to an editor, not a reader: service.team.access
+    EDITOR_RESET = "editor-reset"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Editor accounts, their logins and their sessions.
 
-Passwords are only ever stored hashed (werkzeug's scrypt). Failed logins are
-counted per account and per client network in the shared rate windows, so every
-web process sees the same counts:
+Passwords are only ever stored hashed (werkzeug's scrypt); an invited account holds an
+unusable hash (UNUSABLE_PREFIX) until its invitee chooses one (service.team.access).
+Failed logins are counted per account and per client network in the shared rate
+windows, so every web process sees the same counts:
 
 - at most FAILURES_PER_ACCOUNT failures for one account (known or not) and
   FAILURES_PER_ADDRESS from one client network in any LOGIN_WINDOW_SECONDS
@@ -69,7 +70,7 @@ def create(
     Raises InvalidAddress, PasswordRefused, or accounts.AccountError (address taken,
     unknown newsletter). Recorded in the audit log when `who` is given.
     """
-    _check_new_password(password)
+    check_new_password(password)
     address = normalise(email)
     if session.scalar(select(Editor.id).where(Editor.email == address)) is not None:
         raise accounts.AccountError(f"an editor with the address {address} already exists")
@@ -103,7 +104,7 @@ def authenticate(session: Session, email: str, password: str) -> Editor | None:
     name = _login_name(email)
     # PostgreSQL refuses NUL in text: such a name matches no editor, so it is not asked.
     editor = None if "\x00" in name else session.scalar(select(Editor).where(Editor.email == name))
-    if editor is None or len(password) > MAX_PASSWORD_LENGTH:
+    if editor is None or len(password) > MAX_PASSWORD_LENGTH or not has_password(editor):
         check_password_hash(_DUMMY_HASH, password[:MAX_PASSWORD_LENGTH])  # same timing
         return None
     if not check_password_hash(editor.password_hash, password) or editor.is_disabled:
@@ -122,6 +123,9 @@ class LoginResult:
     editor: Editor | None = None
     token: str = ""  # the new session's token, for the cookie (only its hash is stored)
     retry_after: int = 0  # > 0: too many failures; seconds before a try is heard again
+    # The password was right but the editor has a second factor: no session yet, the
+    # door asks for a code (service.team.totp.second_step) before one is opened.
+    second_factor: bool = False
 
 
 def log_in(
@@ -138,22 +142,43 @@ def log_in(
     The caller commits, whatever the result (failures must be counted).
     """
     moment = time.time() if now is None else now
-    limits = _limits(email, address)
-    for key, _ in limits:
-        # Two attempts on one account (or from one address) never check a password at once,
-        # so parallel guesses cannot slip past the count.
-        ratelimit.serialise(session, key)
-    wait = max(_wait(session, key, limit, moment) for key, limit in limits)
+    wait = login_wait(session, email, address, now=moment)
     if wait:
         return LoginResult(retry_after=wait)
     editor = authenticate(session, email, password)
     if editor is None:
-        for key, limit in limits:
-            ratelimit.hit(session, key, _BUCKET_SECONDS, limit, now=moment)
+        count_failure(session, email, address, now=moment)
         return LoginResult()
-    ratelimit.forget(session, limits[0][0])
+    if editor.totp_secret:
+        return LoginResult(editor=editor, second_factor=True)
+    ratelimit.forget(session, _account_key(email))
     token = open_session(session, editor, address=address, user_agent=user_agent)
     return LoginResult(editor=editor, token=token)
+
+
+def login_wait(session: Session, email: str, address: str, *, now: float | None = None) -> int:
+    """Seconds before this account or client network may try again; 0 if it may now.
+
+    Two attempts on one account (or from one address) never check a secret at once,
+    so parallel guesses cannot slip past the count (the lock holds until commit).
+    """
+    moment = time.time() if now is None else now
+    limits = _limits(email, address)
+    for key, _ in limits:
+        ratelimit.serialise(session, key)
+    return max(_wait(session, key, limit, moment) for key, limit in limits)
+
+
+def count_failure(session: Session, email: str, address: str, *, now: float | None = None) -> None:
+    """Count one failed attempt (a password, a second-factor code) on the account and network."""
+    moment = time.time() if now is None else now
+    for key, limit in _limits(email, address):
+        ratelimit.hit(session, key, _BUCKET_SECONDS, limit, now=moment)
+
+
+def forgive(session: Session, email: str) -> None:
+    """Forget the account's failed attempts (a login that went through, a reset by mail)."""
+    ratelimit.forget(session, _account_key(email))
 
 
 def unlock(session: Session, email: str, *, address: str | None = None) -> Editor:
@@ -334,12 +359,39 @@ def change_password(
     if len(current) > MAX_PASSWORD_LENGTH or not check_password_hash(editor.password_hash, current):
         ratelimit.hit(session, key, _BUCKET_SECONDS, limit, now=moment)
         raise PasswordRefused(PasswordProblem.WRONG_CURRENT)
-    _check_new_password(new)
+    check_new_password(new)
     editor.password_hash = generate_password_hash(new)
     return log_out_everywhere(session, editor, keep=keep)
 
 
-def _check_new_password(password: str) -> None:
+def check_password(editor: Editor, password: str) -> bool:
+    """Whether this is the editor's password (no throttling: callers count failures)."""
+    if len(password) > MAX_PASSWORD_LENGTH or not has_password(editor):
+        check_password_hash(_DUMMY_HASH, password[:MAX_PASSWORD_LENGTH])
+        return False
+    return check_password_hash(editor.password_hash, password)
+
+
+def set_password(session: Session, editor: Editor, new: str) -> int:
+    """Set a password chosen from a mailed link (the same rules as change_password) and end
+    every session of the editor; how many ended. Raises PasswordRefused."""
+    check_new_password(new)
+    editor.password_hash = generate_password_hash(new)
+    return log_out_everywhere(session, editor)
+
+
+def has_password(editor: Editor) -> bool:
+    """Whether the account has a usable password (an invited one has none until welcomed)."""
+    return not editor.password_hash.startswith(UNUSABLE_PREFIX)
+
+
+def unusable_password() -> str:
+    """A password hash no password matches, unique per account (it keys the invite link)."""
+    return UNUSABLE_PREFIX + secrets.token_hex(16)
+
+
+def check_new_password(password: str) -> None:
+    """Raise PasswordRefused unless the password may be chosen."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise PasswordRefused(PasswordProblem.TOO_SHORT)
     if len(password) > MAX_PASSWORD_LENGTH:
@@ -358,3 +410,4 @@ def _expired(now: datetime) -> ColumnElement[bool]:
 
 
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
+UNUSABLE_PREFIX = "!"  # no werkzeug hash starts so; check_password_hash refuses every password

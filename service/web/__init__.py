@@ -23,6 +23,7 @@ from service.web import (
     subscribers,
     suppressions,
     team,
+    team_access,
     webhooks,
 )
 from service.web.i18n import _
@@ -42,6 +43,7 @@ def register(app: Flask) -> None:
         preview,
         composer,
         team,
+        team_access,
         webhooks,
         access,
         newsletter_settings,

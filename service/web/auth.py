@@ -9,7 +9,8 @@ from urllib.parse import unquote
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from service.team import audit, editors
+from service.team import access, audit, editors
+from service.web import team_access
 from service.web.deps import current_editor, db, editor_required
 from service.web.i18n import _, ngettext
 
@@ -37,6 +38,11 @@ def safe_next(target: str | None) -> str:
 def login() -> Response | tuple[str, int, dict[str, str]]:
     """Log an editor in; too many failures get a 429 with the wait, whatever the password."""
     if request.method == "GET":
+        if access.needs_first_admin(db()):
+            if team_access.from_loopback():
+                # The first admin's form, in place (it posts to /setup).
+                return team_access.setup_page(), 200, {}
+            return render_template("web/login.html", no_editor=True), 200, {}
         return render_template("web/login.html"), 200, {}
     typed = request.form.get("email", "")
     address = request.remote_addr or ""
@@ -48,7 +54,9 @@ def login() -> Response | tuple[str, int, dict[str, str]]:
         user_agent=request.user_agent.string,
     )
     network = editors.client_network(address)
-    if result.editor is not None:
+    if result.second_factor:
+        pass  # the second step (team_access.login_code) writes the login's row
+    elif result.editor is not None:
         audit.record(db(), audit.Who.editor(result.editor, network), "login")
     else:
         # The actor is the address typed (it may name no account); never the password.
@@ -64,8 +72,10 @@ def login() -> Response | tuple[str, int, dict[str, str]]:
         )
         page = render_template("web/login.html", error=error)
         return page, 429, {"Retry-After": str(result.retry_after)}
+    if result.second_factor and result.editor is not None:
+        return team_access.start_second_step(result.editor, request.args.get("next"))
     if result.token:
-        _fresh_session()
+        fresh_session()
         session["sid"] = result.token
         return redirect(safe_next(request.args.get("next")))
     page = render_template("web/login.html", error=_("Unknown address or wrong password."))
@@ -77,7 +87,7 @@ def logout() -> Response:
     """Log out: the session ends on the server too, so a saved cookie opens nothing."""
     editors.log_out(db(), session.get("sid"))
     db().commit()
-    _fresh_session()
+    fresh_session()
     return redirect(url_for("auth.login"))
 
 
@@ -117,7 +127,7 @@ def logout_everywhere() -> Response:
     assert editor is not None
     editors.log_out_everywhere(db(), editor)
     db().commit()
-    _fresh_session()
+    fresh_session()
     return redirect(url_for("auth.login"))
 
 
@@ -134,6 +144,7 @@ def _account_page(error: str | None = None) -> str:
         rows=rows,
         error=error,
         min_length=editors.MIN_PASSWORD_LENGTH,
+        recovery_left=len(editor.totp_recovery.split()),
     )
 
 
@@ -149,7 +160,7 @@ def _password_problem(problem: editors.PasswordProblem) -> str:
     return _("The new password must have at least {n} characters.", n=editors.MIN_PASSWORD_LENGTH)
 
 
-def _fresh_session() -> None:
+def fresh_session() -> None:
     # A new cookie session (and so a new CSRF token) at each login and logout;
     # only the language chosen on the page stays.
     lang = session.get("lang")

@@ -40,7 +40,7 @@ from service import tokens
 from service.audience import suppressions
 from service.config import Settings
 from service.models import Delivery, EditorRole, Subscription
-from service.team import audit, editors
+from service.team import access, audit, editors
 from service.tools.sink import MaildirSink
 from tests import factories
 
@@ -106,6 +106,13 @@ def seed(sessions: sessionmaker[Session], settings: Settings) -> Seeded:
     (who may open every page)."""
     with sessions.begin() as session:
         editors.create(session, EDITOR, PASSWORD, name="Marcheur", role=EditorRole.ADMIN)
+        # The editors' own links (an invitation, a reset) carry a password fingerprint.
+        invited = access.invite(session, audit.Who.cli(), "invite@hebdo.example", EditorRole.VIEWER)
+        resetting = editors.create(session, "oubli@hebdo.example", PASSWORD)
+        editor_links = [
+            access.link_token(settings.secret_key, access.INVITE_PURPOSE, invited),
+            access.link_token(settings.secret_key, access.RESET_PURPOSE, resetting),
+        ]
         letter = factories.newsletter(session, "lettre")
         people = factories.readers(session, letter, 3)
         factories.readers(session, letter, 1, confirmed=False, prefix="pending")
@@ -136,7 +143,7 @@ def seed(sessions: sessionmaker[Session], settings: Settings) -> Seeded:
         MaildirSink(settings.maildir_path).deliver("a@hebdo.example", "b@example.org", message)
     issued = int(time.time())
     secret = settings.secret_key
-    good_tokens = []
+    good_tokens = list(editor_links)
     for value in numbers:
         for purpose in sorted(_purposes()):
             good_tokens.append(tokens.sign(secret, purpose, value))
@@ -443,7 +450,9 @@ def test_no_route_answers_5xx_to_odd_input(
     assert walker.failures == [], "\n".join(walker.failures[:40])
     # The odd values must reach the views, not only 404s: a route whose variables the
     # seed cannot fill is named here (add its variable's real values in seed()).
-    assert len(walker.unreached) <= 3, walker.unreached
+    # GET and POST /setup are two of them: the form only answers on a site without editors
+    # (its odd input is tested on an empty site in tests/web/test_team_access.py).
+    assert len(walker.unreached) <= 5, walker.unreached
 
 
 @pytest.mark.parametrize("number", ["99999999999999999999", "2147483648", "²", "٣", "-1"])

@@ -39,7 +39,22 @@ EDITOR = "plume@hebdo.example"  # an editor of every newsletter, not an admin
 # The API door has its own bearer tokens and scopes (tests/web/test_api.py).
 PUBLIC = {"public", "archive", "reader", "webhooks", "api"}
 # What every logged-in editor may do to their own account, whatever their role.
-SELF_SERVICE = {"auth.logout", "auth.change_password", "auth.logout_everywhere"}
+SELF_SERVICE = {
+    "auth.logout",
+    "auth.change_password",
+    "auth.logout_everywhere",
+    "team_access.totp_on",
+    "team_access.totp_off",
+}
+# Views of a person not logged in yet: a mailed link, the reset form, the first admin's
+# form, the login's second step.
+PUBLIC_VIEWS = {
+    "team_access.welcome",
+    "team_access.reset_request",
+    "team_access.reset",
+    "team_access.setup",
+    "team_access.login_code",
+}
 # Tables a refused request may still write: the login's session, its audit row and the
 # failed-password counts of a wrong current password.
 VOLATILE = {"editor_session", "audit_entry", "rate_window"}
@@ -136,6 +151,7 @@ def editor_rules(app: Flask, method: str) -> list[Rule]:
         and r.endpoint != "static"
         and r.endpoint.split(".")[0] not in PUBLIC
         and r.endpoint != "auth.login"
+        and r.endpoint not in PUBLIC_VIEWS
     ]
     return sorted(rules, key=lambda r: (r.endpoint in SELF_SERVICE, "logout" in r.endpoint, r.rule))
 
