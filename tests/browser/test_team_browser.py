@@ -154,7 +154,7 @@ def test_admin_invites_an_editor_who_sends_and_a_viewer_who_can_only_watch(
     page = admin.new_page()
     page.goto(f"{base_url}/audit/")
     rows = page.locator("#audit tbody tr")
-    text = "\n".join(rows.all_inner_texts())
+    audit_rows = "\n".join(rows.all_inner_texts())
     for actor, action in [
         (ADMIN, "editor.invite"),
         (EDITOR, "editor.welcome"),
@@ -164,7 +164,10 @@ def test_admin_invites_an_editor_who_sends_and_a_viewer_who_can_only_watch(
         (EDITOR, "edition.schedule"),
         ("scheduler", "edition.send"),
     ]:
-        assert re.search(rf"{re.escape(actor)}\s+{re.escape(action)}\b", text), (actor, action)
+        assert re.search(rf"{re.escape(actor)}\s+{re.escape(action)}\b", audit_rows), (
+            actor,
+            action,
+        )
     with sessions() as session:
         actions = set(session.scalars(select(AuditEntry.action)))
     assert {"editor.invite", "editor.welcome", "edition.schedule", "edition.send"} <= actions
