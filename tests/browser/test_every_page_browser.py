@@ -54,6 +54,7 @@ QUERIES = {"/subscribers/export.csv": "newsletter=lettre"}
 ROLES: dict[str, EditorRole | None] = {
     "visitor": None,
     "editor": EditorRole.EDITOR,
+    "viewer": EditorRole.VIEWER,  # every page to read, no action buttons
     "admin": EditorRole.ADMIN,  # the Team, Audit log and Invite pages open for admins only
 }
 # GET rules that only answer in a state a seeded site cannot hold, each checked with axe
