@@ -20,6 +20,7 @@ from service.web import (
     public,
     reader,
     results,
+    sending_settings,
     subscribers,
     suppressions,
     team,
@@ -48,6 +49,7 @@ def register(app: Flask) -> None:
         access,
         newsletter_settings,
         suppressions,
+        sending_settings,
     ):
         app.register_blueprint(module.blueprint)
     api.init_app(app)
