@@ -162,7 +162,7 @@ def test_web_import_then_resend_mails_only_pending_readers_and_only_after_the_co
 ) -> None:
     _arrange(sessions)
     with sessions.begin() as session:
-        editors.create(session, EDITOR, PASSWORD)
+        editors.create(session, EDITOR, PASSWORD).language = "en"  # pages read in English
     login = client.post(
         "/login",
         data={"email": EDITOR, "password": PASSWORD, "csrf_token": _token(client, "/login")},
