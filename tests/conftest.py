@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis as redis_client
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -70,6 +71,10 @@ def env(
         values["CELERY_BROKER_URL"] = redis.url.rsplit("/", 1)[0] + f"/{db_index}"
         with_redis = values["CELERY_BROKER_URL"]
         values["REDIS_URL"] = with_redis
+        # The 16 databases are reused along the run: start from an empty one, so no task
+        # message or rate window an earlier test left behind is read as this test's.
+        with redis_client.Redis.from_url(with_redis) as leftover:
+            leftover.flushdb()
     else:
         values["DATABASE_URL"] = f"sqlite:///{instance / 'hebdo.sqlite'}"
         values["CELERY_BROKER_URL"] = f"sqla+sqlite:///{instance / 'broker.sqlite'}"
