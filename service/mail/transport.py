@@ -29,9 +29,18 @@ SMTPUTF8_REFUSED = "the relay does not accept SMTPUTF8"
 
 
 class Transport(Protocol):
-    """What the senders (send loop, notices, confirmations, test sends) need of SMTP."""
+    """What the senders (send loop, notices, confirmations, test sends) need of SMTP.
+
+    `send` is `start` then `finish`. The send loop calls them apart to build the next
+    message while the relay reads this one; whoever calls `start` calls `finish` before
+    anything else on the transport.
+    """
 
     def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None: ...
+
+    def start(self, mail_from: str, rcpt_to: str, data: bytes) -> None: ...
+
+    def finish(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -143,6 +152,7 @@ class SmtpTransport:
         self._client: smtplib.SMTP | None = None
         self.relay: SmtpRelay | None = None
         self.messages_on_connection = 0
+        self._awaiting_verdict = False  # start() handed content over; finish() reads the reply
 
     def __enter__(self) -> SmtpTransport:
         return self
@@ -202,6 +212,18 @@ class SmtpTransport:
         local part is not ASCII goes out with SMTPUTF8, or fails with
         Smtputf8Unsupported when the relay does not offer it.
         """
+        self.start(mail_from, rcpt_to, data)
+        self.finish()
+
+    def start(self, mail_from: str, rcpt_to: str, data: bytes) -> None:
+        """Hand one message to the relay, leaving its final reply to `finish`.
+
+        Raises what `send` raises for everything up to the content (envelope refused,
+        no relay); over a pipelining relay the reply to the content itself is read by
+        `finish`, so the caller can work while the relay reads the message.
+        """
+        if self._awaiting_verdict:
+            raise RuntimeError("finish() the message in flight before starting another")
         mail_from = _envelope_address(mail_from, "mail")
         rcpt_to = _envelope_address(rcpt_to, "rcpt")
         if self._client is not None:
@@ -290,12 +312,27 @@ class SmtpTransport:
                 raise self._refused(*rcpt, "rcpt")
             if data_reply[0] != 354:
                 raise self._refused(*data_reply, "data")
-            code, reply = _content(client, data)
-            if code != 250:
-                raise self._refused(code, reply, "data")
+            _send_content(client, data)
         except OSError as exc:  # includes timeouts and smtplib's disconnect errors
             self.close()
             raise TemporaryFailure(f"connection lost: {exc}", stage=stage) from exc
+        self._awaiting_verdict = True
+
+    def finish(self) -> None:
+        """The relay's reply to the message `start` handed over; raises as `send` does."""
+        if not self._awaiting_verdict:
+            return  # no message in flight (or it was answered inside start)
+        self._awaiting_verdict = False
+        client = self._client
+        if client is None:  # closed meanwhile: the reply is lost with the connection
+            raise TemporaryFailure("connection lost before the relay's reply", stage="data")
+        try:
+            code, reply = client.getreply()
+        except OSError as exc:  # includes timeouts and smtplib's disconnect errors
+            self.close()
+            raise TemporaryFailure(f"connection lost: {exc}", stage="data") from exc
+        if code != 250:
+            raise self._refused(code, reply, "data")
         self.messages_on_connection += 1
 
     def _refused(self, code: int, reply: bytes | str, stage: Stage) -> DeliveryError:
@@ -316,6 +353,7 @@ class SmtpTransport:
 
     def close(self) -> None:
         """Say QUIT and drop the connection (quietly if it is already gone)."""
+        self._awaiting_verdict = False
         client, self._client = self._client, None
         if client is None:
             return
@@ -378,14 +416,20 @@ def _data(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
 
 def _content(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
     """The message after a 354, ended by the lone dot, and the relay's reply."""
+    _send_content(client, data)
+    return client.getreply()
+
+
+def _send_content(client: smtplib.SMTP, data: bytes) -> None:
+    """The message after a 354, ended by the lone dot (the reply is left to read)."""
     stuffed = data
     if data.startswith(b".") or _DOT_LINE.search(data):  # RFC 5321 4.5.2: doubled dots
         stuffed = data.replace(b"\n.", b"\n..")
         if stuffed.startswith(b"."):
             stuffed = b"." + stuffed
-    client.send(stuffed)
-    client.send(b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n")
-    return client.getreply()
+    # One write with the final dot: a small write after a large one waits for its ACK
+    # (Nagle), which costs more than copying the message once.
+    client.send(stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"))
 
 
 def _text(code: int | None, reply: bytes | str) -> str:

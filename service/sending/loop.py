@@ -12,17 +12,18 @@ import logging
 import os
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.audience.subscriptions import record_hard_bounce
 from service.config import Settings
-from service.db import is_disk_full
+from service.db import DriverStatement, is_disk_full
 from service.mail import dkim
 from service.mail.mime import Envelope, PreparedEdition, personalise, prepare
 from service.mail.transport import (
@@ -242,6 +243,9 @@ def _conclude(factory: sessionmaker[Session], edition_id: int, report: BatchRepo
 class _Gate:
     """May this worker start one more SMTP transaction for a row? One read by primary keys.
 
+    Its connection also records each message the relay accepted: outbox.MARK_SENT,
+    one autocommitted UPDATE, so each mark is its own committed transaction.
+
     Asked right before each transaction, so a pause or cancel committed before it
     stops the send there; only a message already handed to the relay can still go.
     It runs on its own DBAPI connection in autocommit, outside any transaction: it
@@ -266,6 +270,8 @@ class _Gate:
         if self._postgres:
             self._driver.autocommit = True
             self._sql = self._SQL.replace("?", "%s")
+        # SQLite's driver connections run in autocommit too (service.db issues BEGIN).
+        self._mark_sent = _mark_sent_statement(engine.dialect)
 
     def check(self, delivery_id: int) -> str:
         """GO: send it; SKIP: this row is no longer ours; STOP: the edition stopped sending."""
@@ -283,6 +289,19 @@ class _Gate:
             return self.SKIP  # cancelled for this reader, or taken over after a lease expired
         return self.GO
 
+    def mark_sent(self, delivery_id: int, message_id: str) -> bool:
+        """outbox.mark_sent, committed at once; False if the row is no longer this worker's."""
+        return (
+            self._mark_sent.run(
+                self._driver,
+                delivery_id=delivery_id,
+                worker=self._worker,
+                sent_at=_now(),
+                message_id=message_id,
+            )
+            > 0
+        )
+
     def close(self) -> None:
         """Give the connection back to the pool as the pool lent it."""
         try:
@@ -293,7 +312,46 @@ class _Gate:
 
 
 _SENDING = EditionStatus.SENDING.value
+_compiled: dict[str, DriverStatement] = {}
+
+
+def _mark_sent_statement(dialect: Dialect) -> DriverStatement:
+    if dialect.name not in _compiled:
+        _compiled[dialect.name] = DriverStatement.compile(outbox.MARK_SENT, dialect)
+    return _compiled[dialect.name]
+
+
 assert DeliveryStatus.SENDING.value == _SENDING  # the gate compares both with one value
+
+
+class _Ahead:
+    """The batch's messages, each built once, the next one while the relay reads this one.
+
+    Building (personalising, signing) is the loop's main CPU work and the relay's
+    reading of the content its main wait: done together, the worker hands over the
+    next message as soon as the relay has answered. Only building moves: a message
+    is still started after the gate's check and marked sent before the next starts.
+    """
+
+    def __init__(self, prepared: PreparedEdition, claimed: list[outbox.Claimed]) -> None:
+        self._prepared = prepared
+        self._claimed = claimed
+        self._built: dict[int, Envelope | Exception] = {}
+
+    def build(self, index: int) -> None:
+        """Build the message of claimed[index] now, if there is one not yet built."""
+        if index >= len(self._claimed) or index in self._built:
+            return
+        row = self._claimed[index]
+        try:
+            self._built[index] = personalise(self._prepared, row.id, row.email, row.name, _now())
+        except Exception as exc:  # one reader's data must never stop the others' send
+            self._built[index] = exc
+
+    def take(self, index: int) -> Envelope | Exception:
+        """The message of claimed[index] (or why it could not be built), built if need be."""
+        self.build(index)
+        return self._built.pop(index)
 
 
 def _send_batch(
@@ -307,22 +365,23 @@ def _send_batch(
     worker: str,
     report: BatchReport,
 ) -> None:
-    # One connection for the batch's "sent" marks, each still its own committed transaction.
+    # The gate's connection also records the batch's "sent" marks, one committed
+    # transaction each.
     with factory() as session:
         engine = session.get_bind()
     assert isinstance(engine, Engine)  # our sessionmakers are bound to an engine
     gate = _Gate(engine, prepared.edition_id, worker)
+    ahead = _Ahead(prepared, claimed)
     try:
-        with engine.connect() as marks:
-            for index, row in enumerate(claimed):
-                if not _send_one(
-                    factory, settings, prepared, row, smtp, limiter, connections, worker, report,
-                    marks, gate,
-                ):  # fmt: skip
-                    # Stopped: give back what this run has not tried.
-                    with marks.begin():
-                        outbox.release(marks, [c.id for c in claimed[index:]], worker)
-                    return
+        for index, row in enumerate(claimed):
+            if not _send_one(
+                factory, settings, ahead, index, row, smtp, limiter, connections, worker,
+                report, gate,
+            ):  # fmt: skip
+                # Stopped: give back what this run has not tried.
+                with factory() as session, session.begin():
+                    outbox.release(session, [c.id for c in claimed[index:]], worker)
+                return
     finally:
         gate.close()
 
@@ -330,21 +389,21 @@ def _send_batch(
 def _send_one(
     factory: sessionmaker[Session],
     settings: Settings,
-    prepared: PreparedEdition,
+    ahead: _Ahead,
+    index: int,
     row: outbox.Claimed,
     smtp: Transport,
     limiter: RateLimiter | None,
     connections: ConnectionCap | None,
     worker: str,
     report: BatchReport,
-    marks: Connection,
     gate: _Gate,
 ) -> bool:
     """Build, send and record one row; False when the run must stop (this row untried)."""
-    try:
-        envelope = personalise(prepared, row.id, row.email, row.name, _now())
-    except Exception as exc:  # one reader's data must never stop the others' send
-        log.warning("delivery %s: the message could not be built", row.id, exc_info=True)
+    envelope = ahead.take(index)
+    if isinstance(envelope, Exception):
+        exc = envelope
+        log.warning("delivery %s: the message could not be built", row.id, exc_info=exc)
         _fail(factory, row, worker, f"the message could not be built: {_describe(exc)}", report)
         return True
     # Wait after building the message, so it reaches the relay right at its slot.
@@ -362,11 +421,11 @@ def _send_one(
             report.stopped = True  # paused or cancelled: nothing more starts
             return False
         report.skipped += 1
-        with marks.begin():
-            outbox.release(marks, [row.id], worker)
+        with factory() as session, session.begin():
+            outbox.release(session, [row.id], worker)
         return True
     try:
-        _deliver(smtp, envelope, limiter, ticket)
+        _deliver(smtp, envelope, limiter, ticket, lambda: ahead.build(index + 1))
     except RelayUnavailable as exc:
         report.relay_down = True
         report.errors.append(str(exc))
@@ -396,8 +455,8 @@ def _send_one(
                 report.relay_full = True
                 report.errors.append(str(exc))
                 return False
-            with marks.begin():
-                outbox.release(marks, [row.id], worker)
+            with factory() as session, session.begin():
+                outbox.release(session, [row.id], worker)
             return True
         report.full_in_a_row = 0
         report.retried += 1
@@ -418,8 +477,7 @@ def _send_one(
         smtp.close()  # the session may be mid-command: start the next message afresh
         _fail(factory, row, worker, f"the relay could not take it: {_describe(exc)}", report)
         return True
-    with marks.begin():
-        outbox.mark_sent(marks, row.id, worker, envelope.message_id)
+    gate.mark_sent(row.id, envelope.message_id)
     report.sent += 1
     report.full_in_a_row = 0
     return True
@@ -444,10 +502,17 @@ def _describe(exc: BaseException) -> str:
 
 
 def _deliver(
-    smtp: Transport, envelope: Envelope, limiter: RateLimiter | None, ticket: str | None
+    smtp: Transport,
+    envelope: Envelope,
+    limiter: RateLimiter | None,
+    ticket: str | None,
+    meanwhile: Callable[[], None],
 ) -> None:
+    """Hand the message over, run `meanwhile` while the relay reads it, take its verdict."""
     try:
-        smtp.send(envelope.mail_from, envelope.rcpt_to, envelope.data)
+        smtp.start(envelope.mail_from, envelope.rcpt_to, envelope.data)
+        meanwhile()
+        smtp.finish()
     finally:
         if limiter is not None and ticket is not None:
             try:

@@ -250,7 +250,7 @@ def mark_sent(
     The send loop passes a bare Connection: this runs after every message.
     """
     result = session.execute(
-        _MARK_SENT,
+        MARK_SENT,
         {
             "delivery_id": delivery_id,
             "worker": worker,
@@ -262,9 +262,10 @@ def mark_sent(
 
 
 # Built once: this runs after every message, and building the statement (and the
-# ORM's bulk-update path) cost several times more than executing it.
+# ORM's bulk-update path) cost several times more than executing it. The send loop
+# runs this very statement on its own connection (db.DriverStatement).
 _deliveries = typing.cast(Table, Delivery.__table__)
-_MARK_SENT = (
+MARK_SENT = (
     update(_deliveries)
     .where(
         _deliveries.c.id == bindparam("delivery_id"),

@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy.orm import Session
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.audience import subscriptions
 from service.config import Settings
+from service.db import DriverStatement
 from service.editions import store
 from service.models import Delivery, DeliveryStatus, Subscription, SubscriptionStatus, utcnow
 from service.sending import outbox
@@ -98,3 +101,55 @@ def test_every_door_refuses_non_http_links_in_an_edition(
     data["image"] = {"url": "data:image/png;base64,AAAA", "alt": "x"}
     with pytest.raises(store.EditionError, match=r"image\.url"):
         store.create(session, letter, data)
+
+
+def test_the_send_loops_mark_is_mark_sent_run_straight_on_the_driver(
+    backend: str, settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    with sessions() as session, session.begin():
+        _, _, edition = _frozen_edition(session, settings, 3)
+        outbox.start(session, edition)
+        rows = outbox.claim(session, edition.id, "w1", limit=5, lease_seconds=60)
+        engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    mark = DriverStatement.compile(outbox.MARK_SENT, engine.dialect)
+    when = utcnow().replace(microsecond=123456)
+    raw = engine.raw_connection()
+    driver = raw.driver_connection
+    try:
+        if backend == "postgres":
+            driver.autocommit = True  # type: ignore[union-attr]  # as the send loop runs it
+        assert mark.run(
+            driver, delivery_id=rows[0].id, worker="w1", sent_at=when, message_id="<a@x>"
+        )
+        # Another worker's claim is not this worker's to mark.
+        assert not mark.run(
+            driver, delivery_id=rows[1].id, worker="w2", sent_at=when, message_id="<b@x>"
+        )
+    finally:
+        if backend == "postgres":
+            driver.autocommit = False  # type: ignore[union-attr]
+        raw.close()
+    with sessions() as session, session.begin():
+        assert outbox.mark_sent(session, rows[2].id, "w1", "<c@x>", now=when)
+    with sessions() as session:
+        first, second, third = (session.get(Delivery, row.id) for row in rows)
+        assert first is not None
+        assert second is not None
+        assert third is not None
+        assert (first.status, first.sent_at, first.message_id, first.lease_expires_at) == (
+            DeliveryStatus.SENT,
+            when,
+            "<a@x>",
+            None,
+        )
+        assert second.status == DeliveryStatus.SENDING
+        # Stored exactly as the Session stores it (SQLite keeps timestamps as text).
+        stored: dict[int, object] = dict(
+            session.execute(
+                text("SELECT id, sent_at FROM delivery WHERE id IN (:a, :c)"),
+                {"a": rows[0].id, "c": rows[2].id},
+            ).all()
+        )
+        assert stored[rows[0].id] == stored[rows[2].id]
+        assert third.sent_at == when

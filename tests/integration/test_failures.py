@@ -362,10 +362,17 @@ class _ClickWhileSending:
         self.calls = 0
 
     def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None:
+        self.start(mail_from, rcpt_to, data)
+        self.finish()
+
+    def start(self, mail_from: str, rcpt_to: str, data: bytes) -> None:
         self.calls += 1
         if self.calls == self.at:
             self.click()
-        self.smtp.send(mail_from, rcpt_to, data)
+        self.smtp.start(mail_from, rcpt_to, data)
+
+    def finish(self) -> None:
+        self.smtp.finish()
 
     def close(self) -> None:
         self.smtp.close()

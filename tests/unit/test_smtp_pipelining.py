@@ -194,3 +194,39 @@ def test_one_connection_carries_every_batch_of_a_send(
     received = smtp_server.wait_for(5)
     assert len({m.peer for m in received}) == 1
     assert all(m.pipelined for m in received)
+
+
+def test_start_hands_the_message_over_and_finish_takes_the_relays_verdict(
+    smtp_server: RecordingSmtpServer,
+) -> None:
+    smtp_server.data_delay = 2.0  # the relay takes its time over the content
+    with _transport(smtp_server) as transport:
+        transport.start("bounces@news.example", "zoe@example.org", BODY)
+        # start() came back before the relay answered: the send loop builds the next
+        # message meanwhile. Nothing else may start on the transport until finish().
+        assert smtp_server.messages == []
+        with pytest.raises(RuntimeError):
+            transport.start("bounces@news.example", "max@example.org", BODY)
+        transport.finish()
+        assert transport.messages_on_connection == 1
+        transport.finish()  # nothing in flight: nothing to read
+    (message,) = smtp_server.wait_for(1)
+    assert message.data == BODY
+    assert message.rcpt_tos == ("zoe@example.org",)
+
+
+def test_a_refusal_of_the_content_comes_from_finish_and_the_session_goes_on(
+    smtp_server: RecordingSmtpServer,
+) -> None:
+    smtp_server.data_response = "554 5.7.1 Message rejected as spam"
+    with _transport(smtp_server) as transport:
+        transport.start("bounces@news.example", "zoe@example.org", BODY)
+        with pytest.raises(PermanentFailure) as refused:
+            transport.finish()
+        assert refused.value.stage == "data"
+        assert not refused.value.hard_bounce  # the content, not the mailbox
+        smtp_server.data_response = None
+        transport.send("bounces@news.example", "max@example.org", BODY)
+        assert transport.messages_on_connection == 1
+    (message,) = smtp_server.wait_for(1)
+    assert message.rcpt_tos == ("max@example.org",)

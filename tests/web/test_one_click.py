@@ -191,7 +191,14 @@ class _UnsubscribeAfterFirstMessage:
         self.status: int | None = None
 
     def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None:
-        self.inner.send(mail_from, rcpt_to, data)
+        self.start(mail_from, rcpt_to, data)
+        self.finish()
+
+    def start(self, mail_from: str, rcpt_to: str, data: bytes) -> None:
+        self.inner.start(mail_from, rcpt_to, data)
+
+    def finish(self) -> None:
+        self.inner.finish()
         if self.status is None:
             self.status = self.client.post(self.path, data=ONE_CLICK, content_type=FORM).status_code
 
