@@ -123,6 +123,7 @@ class DriverStatement:
     order: tuple[str, ...] | None  # parameter names in order for positional styles
     fixed: dict[str, Any]  # values written in the statement, already processed
     processors: dict[str, Callable[[Any], Any]]  # for the values given per run
+    server_prepared: bool  # psycopg: parsed and planned once by the server
 
     @classmethod
     def compile(cls, statement: Executable, dialect: Dialect) -> DriverStatement:
@@ -138,7 +139,7 @@ class DriverStatement:
             else:
                 fixed[name] = process(bind.value) if process is not None else bind.value
         order = tuple(compiled.positiontup) if compiled.positional else None
-        return cls(compiled.string, order, fixed, processors)
+        return cls(compiled.string, order, fixed, processors, dialect.name == "postgresql")
 
     def run(self, driver: Any, **values: Any) -> int:
         """Execute on `driver` (a DBAPI connection); the number of rows it matched."""
@@ -146,7 +147,7 @@ class DriverStatement:
         for name, value in values.items():
             process = self.processors.get(name)
             params[name] = process(value) if process is not None else value
-        cursor = driver.execute(
-            self.sql, params if self.order is None else tuple(params[n] for n in self.order)
-        )
-        return int(cursor.rowcount or 0)
+        args = params if self.order is None else tuple(params[n] for n in self.order)
+        if self.server_prepared:
+            return int(driver.execute(self.sql, args, prepare=True).rowcount or 0)
+        return int(driver.execute(self.sql, args).rowcount or 0)
