@@ -8,6 +8,7 @@ from celery import Celery
 
 from service import queue
 from service.config import Settings
+from service.sending import schedule
 from worker import sql_transport
 
 sql_transport.install()  # the embedded broker survives a full disk (see the module)
@@ -35,7 +36,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": queue.QUEUE,
         "timezone": "UTC",
         "beat_schedule": {
-            "dispatch-due": {"task": queue.DISPATCH_DUE, "schedule": 15.0},
+            "dispatch-due": {"task": queue.DISPATCH_DUE, "schedule": schedule.SWEEP_SECONDS},
             "confirmations-due": {"task": queue.CONFIRMATIONS_DUE, "schedule": 60.0},
             "purge-rate-windows": {"task": queue.PURGE_RATE_WINDOWS, "schedule": 3600.0},
             "deliver-webhooks": {"task": queue.DELIVER_WEBHOOKS, "schedule": 5.0},

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.editions import schema, store
@@ -41,6 +41,14 @@ class DueWork:
     resumed: list[controls.SendStarted]  # editions that paused themselves, resumed
     pending: list[int]  # other sending editions with rows due (retries, expired leases)
     finished: list[int]  # sending editions with nothing left, now marked sent
+    # Seconds until the first scheduled edition due before the next sweep, if there is
+    # one: the beat starts it at its time instead of at the next tick (see SWEEP_SECONDS).
+    next_start_in: float | None = None
+
+
+# The beat sweeps this often (worker/celery_app.py). Each sweep also looks this far
+# ahead, so an edition scheduled for 08:00:00 starts at 08:00:00, not at the next tick.
+SWEEP_SECONDS = 15.0
 
 
 def next_slot(newsletter: Newsletter, after: datetime) -> datetime:
@@ -177,7 +185,28 @@ def sweep(
     handed = {s.edition_id for s in (*started, *resumed)}
     pending = [i for i in controls.editions_with_work(session, now=now) if i not in handed]
     finished = controls.finish_done(session, now=now)
-    return DueWork(started=started, resumed=resumed, pending=pending, finished=finished)
+    return DueWork(
+        started=started,
+        resumed=resumed,
+        pending=pending,
+        finished=finished,
+        next_start_in=next_start_in(session, SWEEP_SECONDS, now=now),
+    )
+
+
+def next_start_in(session: Session, within: float, *, now: datetime | None = None) -> float | None:
+    """Seconds until the earliest scheduled edition due in the next `within` seconds."""
+    now = now or utcnow()
+    first = session.scalar(
+        select(func.min(Edition.scheduled_at)).where(
+            Edition.status == EditionStatus.SCHEDULED,
+            Edition.scheduled_at > now,
+            Edition.scheduled_at <= now + timedelta(seconds=within),
+        )
+    )
+    if first is None:
+        return None
+    return max(0.0, (first.replace(tzinfo=first.tzinfo or UTC) - now).total_seconds())
 
 
 # --- the weekly rhythm ---------------------------------------------------------------------

@@ -120,6 +120,30 @@ def test_a_scheduled_edition_starts_once_its_time_has_come(
     assert _start(session, settings, now=when + timedelta(seconds=29)) == []
 
 
+def test_a_sweep_says_when_an_edition_falls_due_before_the_next_one(
+    backend: str, session: Session, settings: Settings
+) -> None:
+    letter = factories.newsletter(session)
+    factories.readers(session, letter, 2)
+    soon, later = factories.edition(session, letter), factories.edition(session, letter)
+    now = _utc("2025-01-15T12:00Z")
+    schedule.schedule(session, soon, now + timedelta(seconds=40), now=now)
+    schedule.schedule(session, later, now + timedelta(hours=1), now=now)
+
+    # Beyond the next tick: nothing to look ahead for yet.
+    assert _sweep(session, settings, now).next_start_in is None
+    # A tick 10.5 s before the edition's time: the beat sweeps again at that time (the
+    # worker task enqueues itself with that countdown) instead of up to 15 s late.
+    work = _sweep(session, settings, now + timedelta(seconds=29.5))
+    assert work.started == []
+    assert work.next_start_in == pytest.approx(10.5)
+    # At its time it starts; the one an hour away is not looked ahead for.
+    work = _sweep(session, settings, now + timedelta(seconds=40))
+    assert [s.edition_id for s in work.started] == [soon.id]
+    assert work.next_start_in is None
+    assert later.status == EditionStatus.SCHEDULED
+
+
 def test_reschedule_and_unschedule_until_sending_starts(
     backend: str, session: Session, settings: Settings
 ) -> None:

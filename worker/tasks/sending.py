@@ -39,6 +39,10 @@ def dispatch_due() -> list[int]:
         workers.send_edition(started.edition_id, started.batches)
     for edition_id in work.pending:
         send_pending.delay(edition_id)
+    if work.next_start_in is not None:
+        # An edition is due before the next tick: sweep again at its time. A sweep more
+        # than needed does nothing (start_due takes each edition once).
+        dispatch_due.apply_async(countdown=work.next_start_in)
     return [s.edition_id for s in (*work.started, *work.resumed)] + work.pending
 
 
