@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ from service.models import (
     SubscriptionStatus,
     utcnow,
 )
-from service.sending import controls, loop
+from service.sending import controls, loop, schedule
 from service.tools.migrate import upgrade
 from tests import factories
 from tests.support import free_port
@@ -435,6 +435,65 @@ def send_run(
         prepared=prepared,
         sent_times=[t for t in sent_times if t is not None],
     )
+
+
+def scheduled_start(workdir: Path, readers: int = 1000, ahead: float = 25.0) -> dict[str, float]:
+    """Seconds from an edition's scheduled time to its first and last message sent.
+
+    The embedded default with one worker running the beat, as `hebdo worker` runs it:
+    the edition is scheduled `ahead` seconds after the worker is ready, so the beat's
+    look-ahead (service.sending.schedule.SWEEP_SECONDS) and not a tick decides when it
+    starts. The clock is the database's sent_at against the scheduled time.
+    """
+    instance = workdir / "instance"
+    instance.mkdir()
+    env = {
+        "HEBDO_INSTANCE": str(instance),
+        "SECRET_KEY": "bench-" + uuid.uuid4().hex,
+        "BASE_URL": "https://lettre.exemple.org",
+        "DATABASE_URL": f"sqlite:///{instance / 'hebdo.sqlite'}",
+        "CELERY_BROKER_URL": f"sqla+sqlite:///{instance / 'broker.sqlite'}",
+    }
+    upgrade(env["DATABASE_URL"])
+    factory = session_factory(make_engine(env["DATABASE_URL"]))
+    with factory() as session, session.begin():
+        letter_id = factories.newsletter(session, slug="banc").id
+    create_readers(factory, letter_id, readers)
+    with ExitStack() as stack:
+        env["SMTP_URL"], _pid = stack.enter_context(sink("postfix", workdir))
+        worker = WorkerProcess(env, workdir / "beat-worker.log", concurrency=1, beat=True)
+        stack.callback(worker.stop)
+        worker.start()
+        with factory() as session, session.begin():
+            letter = session.get(Newsletter, letter_id)
+            assert letter is not None
+            edition = store.create(session, letter, factories.sample_data("fr"))
+            when = schedule.schedule(
+                session, edition, utcnow() + timedelta(seconds=ahead), who=None
+            )
+            edition_id = edition.id
+        deadline = time.monotonic() + ahead + 120
+        while True:
+            with factory() as session:
+                status = session.scalar(select(Edition.status).where(Edition.id == edition_id))
+            if status == EditionStatus.SENT:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the scheduled edition was not sent:\n{worker.log()}")
+            time.sleep(0.2)
+    with factory() as session:
+        first, last = session.execute(
+            select(func.min(Delivery.sent_at), func.max(Delivery.sent_at)).where(
+                Delivery.edition_id == edition_id
+            )
+        ).one()
+    assert first is not None
+    assert last is not None
+    return {
+        "readers": readers,
+        "first_message_after_scheduled_seconds": (first - when).total_seconds(),
+        "last_message_after_scheduled_seconds": (last - when).total_seconds(),
+    }
 
 
 def micro_personalise(samples: int = 3000) -> dict[str, float]:

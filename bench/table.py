@@ -138,6 +138,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         result.prepared, 1, "lecteur1@exemple.org", "Lecteur 1", utcnow()
                     ).data
         assert sample is not None
+        (workdir / "scheduled").mkdir()
+        scheduled = send_bench.scheduled_start(workdir / "scheduled")
         message_file = workdir / "message.eml"
         message_file.write_bytes(sample)
         (workdir / "source").mkdir()
@@ -180,6 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "message_bytes": len(sample),
         },
         "dkim_sample": verification,
+        "scheduled_start": scheduled,
         "runs": rows,
         "django_newsletter": peer_figures,
     }
@@ -226,6 +229,15 @@ def table(figures: dict[str, Any]) -> str:
             f"{hebdo['messages_per_second'] / other['messages_per_second']:.1f} times the "
             f"messages per second (django-newsletter's message: {other['message_bytes']:,} "
             "bytes, one SMTP connection per message, as it sends).",
+        ]
+    scheduled = figures.get("scheduled_start")
+    if scheduled:
+        lines += [
+            "",
+            f"Scheduled start (embedded default, one worker running the beat, "
+            f"{scheduled['readers']:,} readers): first message "
+            f"{scheduled['first_message_after_scheduled_seconds']:.2f} s after the scheduled "
+            f"time, last {scheduled['last_message_after_scheduled_seconds']:.2f} s after it.",
         ]
     sample = figures["dkim_sample"]
     if sample:
