@@ -38,7 +38,9 @@ class Transport(Protocol):
 
     def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None: ...
 
-    def start(self, mail_from: str, rcpt_to: str, data: bytes) -> None: ...
+    def start(
+        self, mail_from: str, rcpt_to: str, data: bytes, *, dot_safe: bool = False
+    ) -> None: ...
 
     def finish(self) -> None: ...
 
@@ -215,20 +217,25 @@ class SmtpTransport:
         self.start(mail_from, rcpt_to, data)
         self.finish()
 
-    def start(self, mail_from: str, rcpt_to: str, data: bytes) -> None:
+    def start(self, mail_from: str, rcpt_to: str, data: bytes, *, dot_safe: bool = False) -> None:
         """Hand one message to the relay, leaving its final reply to `finish`.
 
         Raises what `send` raises for everything up to the content (envelope refused,
         no relay); over a pipelining relay the reply to the content itself is read by
         `finish`, so the caller can work while the relay reads the message.
+        `dot_safe` says no line of `data` starts with a dot (mime.personalise's
+        messages): the search for lines to stuff is skipped.
         """
         if self._awaiting_verdict:
             raise RuntimeError("finish() the message in flight before starting another")
+        size = len(data)  # RFC 1870's SIZE is the message's, before stuffing
+        if not dot_safe:
+            data = _dot_stuffed(data)
         mail_from = _envelope_address(mail_from, "mail")
         rcpt_to = _envelope_address(rcpt_to, "rcpt")
         if self._client is not None:
             try:
-                self._transact(self._client, mail_from, rcpt_to, data)
+                self._transact(self._client, mail_from, rcpt_to, data, size)
             except _StaleConnection:
                 # Relays close idle connections; the message never started, so
                 # reconnecting and sending it now is no retry at all.
@@ -236,17 +243,19 @@ class SmtpTransport:
             else:
                 return
         try:
-            self._transact(self._connect(), mail_from, rcpt_to, data)
+            self._transact(self._connect(), mail_from, rcpt_to, data, size)
         except _StaleConnection as exc:
             self.close()
             raise TemporaryFailure(f"connection lost: {exc}", stage="mail") from exc
 
-    def _transact(self, client: smtplib.SMTP, mail_from: str, rcpt_to: str, data: bytes) -> None:
+    def _transact(
+        self, client: smtplib.SMTP, mail_from: str, rcpt_to: str, data: bytes, size: int
+    ) -> None:
         if not _PLAIN_ADDRESS.fullmatch(rcpt_to) and smtplib.quoteaddr(rcpt_to) != f"<{rcpt_to}>":
             # smtplib would parse it and send to what it finds ("not an address" → <not>):
             # another mailbox than the row names. Refused before the transaction starts.
             raise PermanentFailure(f"not a valid address: {rcpt_to!r}", stage="rcpt")
-        options = [f"SIZE={len(data)}"] if client.has_extn("size") else []
+        options = [f"SIZE={size}"] if client.has_extn("size") else []
         if not (mail_from.isascii() and rcpt_to.isascii()):
             if not client.has_extn("smtputf8"):
                 if not mail_from.isascii():  # our own sender: every message would fail
@@ -400,13 +409,22 @@ def _rcpt(client: smtplib.SMTP, recipient: str) -> tuple[int, bytes]:
 _DOT_LINE = re.compile(rb"\n\.")  # searching is twice as fast as bytes.replace, and rarely finds
 
 
-def _data(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-    """smtplib's data(), with dot-stuffing only when a line starts with a dot.
+def _dot_stuffed(data: bytes) -> bytes:
+    """The message with every line that starts with a dot doubled (RFC 5321 4.5.2).
 
     smtplib rewrites the whole message with a regular expression every time; on a
     newsletter-sized message that cost more CPU than building the message itself.
-    Messages from mime.personalise never start a line with a dot.
+    Here a search finds whether any line needs it, and messages from mime.personalise,
+    which never start a line with a dot, skip even that (start's dot_safe).
     """
+    if not (data.startswith(b".") or _DOT_LINE.search(data)):
+        return data
+    stuffed = data.replace(b"\n.", b"\n..")
+    return b"." + stuffed if stuffed.startswith(b".") else stuffed
+
+
+def _data(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """smtplib's data() for a message already dot-stuffed."""
     client.putcmd("data")
     code, reply = client.getreply()
     if code != 354:
@@ -420,13 +438,8 @@ def _content(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
     return client.getreply()
 
 
-def _send_content(client: smtplib.SMTP, data: bytes) -> None:
-    """The message after a 354, ended by the lone dot (the reply is left to read)."""
-    stuffed = data
-    if data.startswith(b".") or _DOT_LINE.search(data):  # RFC 5321 4.5.2: doubled dots
-        stuffed = data.replace(b"\n.", b"\n..")
-        if stuffed.startswith(b"."):
-            stuffed = b"." + stuffed
+def _send_content(client: smtplib.SMTP, stuffed: bytes) -> None:
+    """The dot-stuffed message after a 354, ended by the lone dot (the reply left to read)."""
     # One write with the final dot: a small write after a large one waits for its ACK
     # (Nagle), which costs more than copying the message once.
     client.send(stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"))

@@ -510,7 +510,8 @@ def _deliver(
 ) -> None:
     """Hand the message over, run `meanwhile` while the relay reads it, take its verdict."""
     try:
-        smtp.start(envelope.mail_from, envelope.rcpt_to, envelope.data)
+        # personalise() never starts a line with a dot (tests/unit/test_mime_encoding.py).
+        smtp.start(envelope.mail_from, envelope.rcpt_to, envelope.data, dot_safe=True)
         meanwhile()
         smtp.finish()
     finally:

@@ -365,11 +365,11 @@ class _ClickWhileSending:
         self.start(mail_from, rcpt_to, data)
         self.finish()
 
-    def start(self, mail_from: str, rcpt_to: str, data: bytes) -> None:
+    def start(self, mail_from: str, rcpt_to: str, data: bytes, *, dot_safe: bool = False) -> None:
         self.calls += 1
         if self.calls == self.at:
             self.click()
-        self.smtp.start(mail_from, rcpt_to, data)
+        self.smtp.start(mail_from, rcpt_to, data, dot_safe=dot_safe)
 
     def finish(self) -> None:
         self.smtp.finish()

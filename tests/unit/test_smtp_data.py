@@ -27,3 +27,16 @@ def test_message_arrives_byte_for_byte(smtp_server: RecordingSmtpServer, body: b
     assert first.data == second.data == expected
     assert first.rcpt_tos == ("zoe@example.org",)
     assert first.mail_from == "bounces@news.example"
+
+
+def test_a_message_said_dot_safe_goes_out_unsearched_and_whole(
+    smtp_server: RecordingSmtpServer,
+) -> None:
+    # What the send loop does with mime.personalise's messages, whose lines never start
+    # with a dot: no search, the same bytes at the relay.
+    body = b"Subject: x\r\n\r\nmid.dle =2Eencoded dot\r\n"
+    with SmtpTransport((SmtpRelay.from_url(smtp_server.url),)) as transport:
+        transport.start("bounces@news.example", "zoe@example.org", body, dot_safe=True)
+        transport.finish()
+    (message,) = smtp_server.wait_for(1)
+    assert message.data == body

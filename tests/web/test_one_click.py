@@ -194,8 +194,8 @@ class _UnsubscribeAfterFirstMessage:
         self.start(mail_from, rcpt_to, data)
         self.finish()
 
-    def start(self, mail_from: str, rcpt_to: str, data: bytes) -> None:
-        self.inner.start(mail_from, rcpt_to, data)
+    def start(self, mail_from: str, rcpt_to: str, data: bytes, *, dot_safe: bool = False) -> None:
+        self.inner.start(mail_from, rcpt_to, data, dot_safe=dot_safe)
 
     def finish(self) -> None:
         self.inner.finish()
