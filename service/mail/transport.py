@@ -2,7 +2,10 @@
 
 When the relay offers PIPELINING (RFC 2920) the envelope goes in one write (MAIL,
 RCPT and DATA together) and the three replies are read after it: one round trip
-before the content instead of three.
+before the content instead of three. A caller sending several messages can also
+have the next message's envelope written with this message's content (RFC 2920
+3.1: "the actual transfer of message content is explicitly allowed to be the first
+'command' in a group"), so the relay answers both in one turn.
 
 Only this module touches the network. Callers learn the outcome of each message
 as a value or one of three exceptions: TemporaryFailure (4xx, a dropped
@@ -15,6 +18,7 @@ from __future__ import annotations
 import re
 import smtplib
 import ssl
+from collections.abc import Callable
 from types import TracebackType
 from typing import Literal, Protocol
 
@@ -28,6 +32,11 @@ Stage = Literal["connect", "mail", "rcpt", "data"]
 SMTPUTF8_REFUSED = "the relay does not accept SMTPUTF8"
 
 
+# Asked right before the content goes: the next message's (sender, recipient) to announce
+# in the same write, or None.
+NextEnvelope = Callable[[], "tuple[str, str] | None"]
+
+
 class Transport(Protocol):
     """What the senders (send loop, notices, confirmations, test sends) need of SMTP.
 
@@ -39,7 +48,13 @@ class Transport(Protocol):
     def send(self, mail_from: str, rcpt_to: str, data: bytes) -> None: ...
 
     def start(
-        self, mail_from: str, rcpt_to: str, data: bytes, *, dot_safe: bool = False
+        self,
+        mail_from: str,
+        rcpt_to: str,
+        data: bytes,
+        *,
+        dot_safe: bool = False,
+        then: NextEnvelope | None = None,
     ) -> None: ...
 
     def finish(self) -> None: ...
@@ -155,6 +170,8 @@ class SmtpTransport:
         self.relay: SmtpRelay | None = None
         self.messages_on_connection = 0
         self._awaiting_verdict = False  # start() handed content over; finish() reads the reply
+        # The next message's envelope, written with the last content, its replies unread.
+        self._announced: tuple[str, str] | None = None
 
     def __enter__(self) -> SmtpTransport:
         return self
@@ -217,14 +234,26 @@ class SmtpTransport:
         self.start(mail_from, rcpt_to, data)
         self.finish()
 
-    def start(self, mail_from: str, rcpt_to: str, data: bytes, *, dot_safe: bool = False) -> None:
+    def start(
+        self,
+        mail_from: str,
+        rcpt_to: str,
+        data: bytes,
+        *,
+        dot_safe: bool = False,
+        then: NextEnvelope | None = None,
+    ) -> None:
         """Hand one message to the relay, leaving its final reply to `finish`.
 
         Raises what `send` raises for everything up to the content (envelope refused,
         no relay); over a pipelining relay the reply to the content itself is read by
         `finish`, so the caller can work while the relay reads the message.
         `dot_safe` says no line of `data` starts with a dot (mime.personalise's
-        messages): the search for lines to stuff is skipped.
+        messages): the search for lines to stuff is skipped. `then`, called right
+        before the content is written, may name the next message's sender and
+        recipient: its envelope goes in the same write, and the next `start` for those
+        addresses reads its replies instead of sending it again. A next message that
+        does not come (the connection is closed instead) is never given content.
         """
         if self._awaiting_verdict:
             raise RuntimeError("finish() the message in flight before starting another")
@@ -233,9 +262,20 @@ class SmtpTransport:
             data = _dot_stuffed(data)
         mail_from = _envelope_address(mail_from, "mail")
         rcpt_to = _envelope_address(rcpt_to, "rcpt")
+        announced, self._announced = self._announced, None
+        if announced is not None and self._client is not None:
+            if announced != (mail_from, rcpt_to):
+                self._drop()  # announced for another message: it must never get this content
+            else:
+                try:
+                    self._after_envelope(self._client, data, then)
+                except _StaleConnection:
+                    self.close()  # the announced envelope got no answer: start afresh
+                else:
+                    return
         if self._client is not None:
             try:
-                self._transact(self._client, mail_from, rcpt_to, data, size)
+                self._transact(self._client, mail_from, rcpt_to, data, size, then)
             except _StaleConnection:
                 # Relays close idle connections; the message never started, so
                 # reconnecting and sending it now is no retry at all.
@@ -243,13 +283,19 @@ class SmtpTransport:
             else:
                 return
         try:
-            self._transact(self._connect(), mail_from, rcpt_to, data, size)
+            self._transact(self._connect(), mail_from, rcpt_to, data, size, then)
         except _StaleConnection as exc:
             self.close()
             raise TemporaryFailure(f"connection lost: {exc}", stage="mail") from exc
 
     def _transact(
-        self, client: smtplib.SMTP, mail_from: str, rcpt_to: str, data: bytes, size: int
+        self,
+        client: smtplib.SMTP,
+        mail_from: str,
+        rcpt_to: str,
+        data: bytes,
+        size: int,
+        then: NextEnvelope | None,
     ) -> None:
         if not _PLAIN_ADDRESS.fullmatch(rcpt_to) and smtplib.quoteaddr(rcpt_to) != f"<{rcpt_to}>":
             # smtplib would parse it and send to what it finds ("not an address" → <not>):
@@ -263,7 +309,11 @@ class SmtpTransport:
                 raise Smtputf8Unsupported(SMTPUTF8_REFUSED, stage="rcpt")
             options.append("SMTPUTF8")
         if client.has_extn("pipelining"):
-            self._pipelined(client, mail_from, rcpt_to, options, data)
+            try:
+                client.send(_envelope(mail_from, rcpt_to, options))
+            except OSError as exc:  # the message never started
+                raise _StaleConnection(str(exc) or type(exc).__name__) from exc
+            self._after_envelope(client, data, then)
             return
         try:
             code, reply = _mail(client, mail_from, options)
@@ -290,15 +340,9 @@ class SmtpTransport:
             raise TemporaryFailure(f"connection lost: {exc}", stage=stage) from exc
         self.messages_on_connection += 1
 
-    def _pipelined(
-        self, client: smtplib.SMTP, mail_from: str, rcpt_to: str, options: list[str], data: bytes
-    ) -> None:
-        extra = "".join(f" {option}" for option in options)
-        envelope = (
-            f"MAIL FROM:{_quoted(mail_from)}{extra}\r\nRCPT TO:{_quoted(rcpt_to)}\r\nDATA\r\n"
-        )
+    def _after_envelope(self, client: smtplib.SMTP, data: bytes, then: NextEnvelope | None) -> None:
+        """Read the replies to a written envelope, then write the content (and the next)."""
         try:
-            client.send(envelope.encode("utf-8" if "SMTPUTF8" in options else "ascii"))
             mail = client.getreply()
         except OSError as exc:  # no reply at all: the message never started
             raise _StaleConnection(str(exc) or type(exc).__name__) from exc
@@ -321,11 +365,13 @@ class SmtpTransport:
                 raise self._refused(*rcpt, "rcpt")
             if data_reply[0] != 354:
                 raise self._refused(*data_reply, "data")
-            _send_content(client, data)
+            following = _announceable(then() if then is not None else None)
+            _send_content(client, data, _envelope(*following, []) if following is not None else b"")
         except OSError as exc:  # includes timeouts and smtplib's disconnect errors
             self.close()
             raise TemporaryFailure(f"connection lost: {exc}", stage=stage) from exc
         self._awaiting_verdict = True
+        self._announced = following
 
     def finish(self) -> None:
         """The relay's reply to the message `start` handed over; raises as `send` does."""
@@ -341,6 +387,10 @@ class SmtpTransport:
             self.close()
             raise TemporaryFailure(f"connection lost: {exc}", stage="data") from exc
         if code != 250:
+            if code != 421 and self._announced is not None:
+                # The transaction ended with the reply; an RSET now would reach the relay
+                # after the announced DATA, as content.
+                raise _classify(code, reply, "data")
             raise self._refused(code, reply, "data")
         self.messages_on_connection += 1
 
@@ -361,7 +411,15 @@ class SmtpTransport:
             self.close()
 
     def close(self) -> None:
-        """Say QUIT and drop the connection (quietly if it is already gone)."""
+        """Say QUIT and drop the connection (quietly if it is already gone).
+
+        With an announced envelope still open the connection is dropped without QUIT,
+        which the relay would take as content after its DATA: a transaction cut before
+        its final dot delivers nothing (RFC 5321 4.1.1.4).
+        """
+        if self._announced is not None:
+            self._drop()
+            return
         self._awaiting_verdict = False
         client, self._client = self._client, None
         if client is None:
@@ -370,6 +428,41 @@ class SmtpTransport:
             client.quit()
         except (smtplib.SMTPException, OSError):
             client.close()
+
+    def _drop(self) -> None:
+        """Close the socket with no goodbye: a transaction left open delivers nothing."""
+        self._awaiting_verdict = False
+        self._announced = None
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def _envelope(mail_from: str, rcpt_to: str, options: list[str]) -> bytes:
+    """MAIL, RCPT and DATA as one pipelined group."""
+    extra = "".join(f" {option}" for option in options)
+    return (
+        f"MAIL FROM:{_quoted(mail_from)}{extra}\r\nRCPT TO:{_quoted(rcpt_to)}\r\nDATA\r\n"
+    ).encode("utf-8" if "SMTPUTF8" in options else "ascii")
+
+
+def _announceable(addresses: tuple[str, str] | None) -> tuple[str, str] | None:
+    """The next envelope as it can be announced: plain ASCII addresses, or none at all.
+
+    Anything that needs SMTPUTF8, parsing or refusing goes the usual way when its turn
+    comes (then unannounced); so does every SIZE, unknown until the message is built.
+    """
+    if addresses is None:
+        return None
+    try:
+        mail_from, rcpt_to = (for_sending(address) for address in addresses)
+    except InvalidAddress:
+        return None
+    if not (_PLAIN_ADDRESS.fullmatch(mail_from) and _PLAIN_ADDRESS.fullmatch(rcpt_to)):
+        return None
+    if not (mail_from.isascii() and rcpt_to.isascii()):
+        return None
+    return mail_from, rcpt_to
 
 
 def _envelope_address(address: str, stage: Stage) -> str:
@@ -438,11 +531,15 @@ def _content(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
     return client.getreply()
 
 
-def _send_content(client: smtplib.SMTP, stuffed: bytes) -> None:
-    """The dot-stuffed message after a 354, ended by the lone dot (the reply left to read)."""
+def _send_content(client: smtplib.SMTP, stuffed: bytes, following: bytes = b"") -> None:
+    """The dot-stuffed message after a 354, ended by the lone dot (the reply left to read).
+
+    `following`: commands written in the same group after the content (the next envelope).
+    """
     # One write with the final dot: a small write after a large one waits for its ACK
     # (Nagle), which costs more than copying the message once.
-    client.send(stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"))
+    end = b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"
+    client.send(stuffed + end + following)
 
 
 def _text(code: int | None, reply: bytes | str) -> str:

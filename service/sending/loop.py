@@ -25,8 +25,9 @@ from service.audience.subscriptions import record_hard_bounce
 from service.config import Settings
 from service.db import DriverStatement, is_disk_full
 from service.mail import dkim
-from service.mail.mime import Envelope, PreparedEdition, personalise, prepare
+from service.mail.mime import Envelope, PreparedEdition, personalise, prepare, verp_sender
 from service.mail.transport import (
+    NextEnvelope,
     PermanentFailure,
     RelayUnavailable,
     SmtpTransport,
@@ -331,12 +332,26 @@ class _Ahead:
     reading of the content its main wait: done together, the worker hands over the
     next message as soon as the relay has answered. Only building moves: a message
     is still started after the gate's check and marked sent before the next starts.
+
+    Its envelope may go earlier, written with the previous message's content
+    (`announce`): the relay answers the previous message and the next envelope in one
+    turn. The gate is still asked right before the content: a message it stops never
+    gets content, its open transaction is dropped with the connection.
     """
 
     def __init__(self, prepared: PreparedEdition, claimed: list[outbox.Claimed]) -> None:
         self._prepared = prepared
         self._claimed = claimed
         self._built: dict[int, Envelope | Exception] = {}
+        self.announced: set[int] = set()  # rows whose envelope went with the previous content
+
+    def announce(self, index: int) -> tuple[str, str] | None:
+        """The envelope of claimed[index] to write ahead, if there is such a row."""
+        if index >= len(self._claimed):
+            return None
+        row = self._claimed[index]
+        self.announced.add(index)
+        return verp_sender(self._prepared, row.id), row.email
 
     def build(self, index: int) -> None:
         """Build the message of claimed[index] now, if there is one not yet built."""
@@ -401,6 +416,9 @@ def _send_one(
 ) -> bool:
     """Build, send and record one row; False when the run must stop (this row untried)."""
     envelope = ahead.take(index)
+    announced = index in ahead.announced  # its envelope may be open at the relay
+    if announced and isinstance(envelope, Exception):
+        smtp.close()  # it will not get its content: the transaction is dropped unfinished
     if isinstance(envelope, Exception):
         exc = envelope
         log.warning("delivery %s: the message could not be built", row.id, exc_info=exc)
@@ -411,9 +429,13 @@ def _send_one(
     if (connections is not None and not connections.renew()) or (
         limiter is not None and (ticket := limiter.acquire(RATE_PATIENCE_SECONDS)) is None
     ):
+        if announced:
+            smtp.close()  # its envelope waits at the relay: drop the transaction unfinished
         report.throttled = True
         return False
     verdict = gate.check(row.id)
+    if verdict != _Gate.GO and announced:
+        smtp.close()  # its envelope waits at the relay: drop the transaction unfinished
     if verdict != _Gate.GO:
         if limiter is not None and ticket is not None:
             limiter.done(ticket)
@@ -425,7 +447,15 @@ def _send_one(
             outbox.release(session, [row.id], worker)
         return True
     try:
-        _deliver(smtp, envelope, limiter, ticket, lambda: ahead.build(index + 1))
+        _deliver(
+            smtp,
+            envelope,
+            limiter,
+            ticket,
+            meanwhile=lambda: ahead.build(index + 1),
+            # With a rate limit each message waits for its slot: none is announced early.
+            then=None if limiter is not None else lambda: ahead.announce(index + 1),
+        )
     except RelayUnavailable as exc:
         report.relay_down = True
         report.errors.append(str(exc))
@@ -506,12 +536,14 @@ def _deliver(
     envelope: Envelope,
     limiter: RateLimiter | None,
     ticket: str | None,
+    *,
     meanwhile: Callable[[], None],
+    then: NextEnvelope | None,
 ) -> None:
     """Hand the message over, run `meanwhile` while the relay reads it, take its verdict."""
     try:
         # personalise() never starts a line with a dot (tests/unit/test_mime_encoding.py).
-        smtp.start(envelope.mail_from, envelope.rcpt_to, envelope.data, dot_safe=True)
+        smtp.start(envelope.mail_from, envelope.rcpt_to, envelope.data, dot_safe=True, then=then)
         meanwhile()
         smtp.finish()
     finally:

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.mail.transport import RelayUnavailable, SmtpTransport
+from service.mail.transport import NextEnvelope, RelayUnavailable, SmtpTransport
 from service.models import (
     Delivery,
     DeliveryStatus,
@@ -365,11 +365,19 @@ class _ClickWhileSending:
         self.start(mail_from, rcpt_to, data)
         self.finish()
 
-    def start(self, mail_from: str, rcpt_to: str, data: bytes, *, dot_safe: bool = False) -> None:
+    def start(
+        self,
+        mail_from: str,
+        rcpt_to: str,
+        data: bytes,
+        *,
+        dot_safe: bool = False,
+        then: NextEnvelope | None = None,
+    ) -> None:
         self.calls += 1
         if self.calls == self.at:
             self.click()
-        self.smtp.start(mail_from, rcpt_to, data, dot_safe=dot_safe)
+        self.smtp.start(mail_from, rcpt_to, data, dot_safe=dot_safe, then=then)
 
     def finish(self) -> None:
         self.smtp.finish()

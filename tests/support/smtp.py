@@ -51,6 +51,9 @@ class RecordedMessage:
     mail_options: tuple[str, ...] = ()  # e.g. ("SIZE=1234", "SMTPUTF8")
     # RCPT and DATA had already arrived when MAIL was read: sent in one write (RFC 2920).
     pipelined: bool = False
+    # The next MAIL, RCPT and DATA had already arrived when this content ended: the client
+    # wrote the next envelope with this content (RFC 2920 3.1).
+    followed_by_envelope: bool = False
 
     def parsed(self) -> EmailMessage:
         """The message parsed with the modern email policy."""
@@ -127,6 +130,7 @@ class _RecordingHandler:
         if self._owner.data_delay:
             # A slow relay: the message is taken only after this long (other sessions go on).
             await asyncio.sleep(self._owner.data_delay)
+        pending = bytes(getattr(getattr(server, "_reader", None), "_buffer", b"")).upper()
         hang_up, keep = self._owner._take_hang_up()
         if not hang_up or keep:
             peer = session.peer
@@ -139,6 +143,8 @@ class _RecordingHandler:
                     peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer),
                     mail_options=tuple(envelope.mail_options),
                     pipelined=getattr(envelope, "pipelined", False),
+                    followed_by_envelope=pending.startswith(b"MAIL FROM:")
+                    and b"\r\nDATA\r\n" in pending,
                 )
             )
         if hang_up and server.transport is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -194,6 +195,11 @@ def test_one_connection_carries_every_batch_of_a_send(
     received = smtp_server.wait_for(5)
     assert len({m.peer for m in received}) == 1
     assert all(m.pipelined for m in received)
+    # Within a batch, each message's content carried the next one's envelope.
+    assert [m.followed_by_envelope for m in received] == [True, False, True, False, False]
+    assert sorted(m.rcpt_tos[0] for m in received) == sorted(
+        {m.rcpt_tos[0] for m in received}
+    )  # each reader once
 
 
 def test_start_hands_the_message_over_and_finish_takes_the_relays_verdict(
@@ -230,3 +236,54 @@ def test_a_refusal_of_the_content_comes_from_finish_and_the_session_goes_on(
         assert transport.messages_on_connection == 1
     (message,) = smtp_server.wait_for(1)
     assert message.rcpt_tos == ("max@example.org",)
+
+
+def test_the_next_envelope_goes_with_this_content_and_is_answered_in_the_same_turn(
+    smtp_server: RecordingSmtpServer,
+) -> None:
+    asked: list[str] = []
+
+    def next_one() -> tuple[str, str]:
+        asked.append("next")
+        return "bounces@news.example", "max@example.org"
+
+    with _transport(smtp_server) as transport:
+        transport.start("bounces@news.example", "zoe@example.org", BODY, then=next_one)
+        transport.finish()
+        # The announced envelope's replies are read by the next start, which sends no
+        # second envelope: the relay would refuse a MAIL inside the open transaction.
+        transport.start("bounces@news.example", "max@example.org", BODY)
+        transport.finish()
+        assert transport.messages_on_connection == 2
+    first, second = smtp_server.wait_for(2)
+    assert asked == ["next"]
+    assert first.followed_by_envelope
+    assert not second.followed_by_envelope
+    assert (first.rcpt_tos, second.rcpt_tos) == (("zoe@example.org",), ("max@example.org",))
+    assert first.data == second.data == BODY
+    assert first.peer == second.peer
+
+
+@pytest.mark.parametrize("then_start", ["nothing", "another reader"])
+def test_an_announced_envelope_that_gets_no_content_delivers_nothing(
+    smtp_server: RecordingSmtpServer, then_start: str
+) -> None:
+    with _transport(smtp_server) as transport:
+        transport.start(
+            "bounces@news.example",
+            "zoe@example.org",
+            BODY,
+            then=lambda: ("bounces@news.example", "max@example.org"),
+        )
+        transport.finish()
+        if then_start == "another reader":
+            # Not the announced message: the open transaction is dropped, a new one starts.
+            transport.send("bounces@news.example", "ann@example.org", BODY)
+    # Closed with max's transaction open after DATA: no QUIT (it would be content), the
+    # relay discards the unfinished message.
+    expected = ["zoe@example.org"] + (["ann@example.org"] if then_start != "nothing" else [])
+    received = smtp_server.wait_for(len(expected))
+    time.sleep(0.3)  # what arrives late would be a message the relay should not have
+    assert [m.rcpt_tos[0] for m in smtp_server.messages] == expected
+    assert received[0].followed_by_envelope
+    assert smtp_server.messages_for("max@example.org") == []

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.mail.transport import SmtpTransport
+from service.mail.transport import NextEnvelope, SmtpTransport
 from service.models import (
     Delivery,
     DeliveryStatus,
@@ -194,8 +194,16 @@ class _UnsubscribeAfterFirstMessage:
         self.start(mail_from, rcpt_to, data)
         self.finish()
 
-    def start(self, mail_from: str, rcpt_to: str, data: bytes, *, dot_safe: bool = False) -> None:
-        self.inner.start(mail_from, rcpt_to, data, dot_safe=dot_safe)
+    def start(
+        self,
+        mail_from: str,
+        rcpt_to: str,
+        data: bytes,
+        *,
+        dot_safe: bool = False,
+        then: NextEnvelope | None = None,
+    ) -> None:
+        self.inner.start(mail_from, rcpt_to, data, dot_safe=dot_safe, then=then)
 
     def finish(self) -> None:
         self.inner.finish()
