@@ -142,11 +142,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scheduled = send_bench.scheduled_start(workdir / "scheduled")
         message_file = workdir / "message.eml"
         message_file.write_bytes(sample)
-        (workdir / "source").mkdir()
         sessions = args.workers * args.concurrency
-        ceiling = send_bench.smtp_source(
-            "postfix", workdir / "source", len(sample), args.source_messages, sessions, message_file
-        )
+        # A ceiling is a best: one run of smtp-source that something else on the machine
+        # slowed would flatter every ratio, so it is the fastest of three.
+        tries = []
+        for n in range(3):
+            (workdir / f"source{n}").mkdir()
+            tries.append(
+                send_bench.smtp_source(
+                    "postfix",
+                    workdir / f"source{n}",
+                    len(sample),
+                    args.source_messages,
+                    sessions,
+                    message_file,
+                )
+            )
+        ceiling = max(tries, key=lambda t: t["rate"] if t else 0.0)
         peer_figures = None
         if args.peer_readers:
             parsed = email.message_from_bytes(sample, policy=email.policy.default)
@@ -179,6 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "tool": f"smtp-source -s {sessions} -d -F <Hebdo's signed message> into smtp-sink",
             "messages": args.source_messages,
             "messages_per_second": ceiling["rate"],
+            "tries_messages_per_second": [t["rate"] for t in tries if t],
             "message_bytes": len(sample),
         },
         "dkim_sample": verification,
@@ -197,7 +210,9 @@ def table(figures: dict[str, Any]) -> str:
         f"{figures['subscribers']:,} readers, {figures['workers']} worker(s) x concurrency "
         f"{figures['concurrency']}, batch {figures['batch_size']}, into Postfix's smtp-sink; "
         f"ceiling: {ceiling['tool']}, {ceiling['messages']:,} x {ceiling['message_bytes']:,} "
-        "bytes",
+        "bytes, the best of "
+        + ", ".join(f"{rate:,.0f}" for rate in ceiling.get("tries_messages_per_second", []))
+        + " messages/s",
         "",
         "| sender | DKIM | messages/s | of the ceiling | worker CPU s / 1,000 | first message"
         " | last message | freeze + snapshot | worker peak RSS |",
