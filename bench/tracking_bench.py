@@ -66,10 +66,29 @@ request = function()
   return wrk.format("GET", paths[i], {["User-Agent"] = "%(agent)s"})
 end
 """
-# With --rate: each connection waits this long before its next request (an open load).
+# With --rate: an open load. Each wrk thread hands out send times `interval` ms apart
+# and a connection that got its answer waits for the next free one (at most 50 ms of
+# backlog is kept), so the rate offered does not drop as the answers slow down: a
+# fixed pause per connection would offer connections / (pause + latency) instead.
 PACE = """
-delay = function() return %(delay)d end
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } hebdo_timespec;
+int clock_gettime(int clock, hebdo_timespec *now);
+]]
+local now = ffi.new("hebdo_timespec")
+local function ms()
+  ffi.C.clock_gettime(1, now)  -- CLOCK_MONOTONIC
+  return tonumber(now.tv_sec) * 1000 + tonumber(now.tv_nsec) / 1e6
+end
+local interval, slot = %(interval)f, 0
+delay = function()
+  local t = ms()
+  slot = math.max(slot + interval, t - 50)
+  return math.max(0, math.floor(slot - t + 0.5))
+end
 """
+THREADS = 2  # wrk's
 AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 
@@ -97,10 +116,11 @@ def _wrk(
     script = folder / "walk.lua"
     lua = LUA % {"urls": urls, "agent": AGENT}
     if rate:
-        lua += PACE % {"delay": connections * 1000 // rate}
+        lua += PACE % {"interval": THREADS * 1000 / rate}
     script.write_text(lua)
+    command = ["wrk", f"-t{THREADS}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     result = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), base],
+        [*command, "-s", str(script), base],
         capture_output=True,
         text=True,
         check=True,
@@ -229,7 +249,7 @@ def describe(args: argparse.Namespace, database: str) -> str:
     offered = f"paced at {args.rate} req/s" if args.rate else "as fast as answered"
     return (
         f"{args.readers} deliveries, gunicorn {args.workers}x{args.threads},"
-        f" wrk 2 threads {args.connections} connections {offered}, {args.seconds} s each,"
+        f" wrk {THREADS} threads {args.connections} connections {offered}, {args.seconds} s each,"
         f" {database.split(':', 1)[0]}{' + Redis' if args.redis else ''}"
     )
 
