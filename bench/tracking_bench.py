@@ -8,8 +8,9 @@ An edition delivered to --readers readers (delivery rows marked sent an hour ago
 so every event goes through the full human/machine rules), served by gunicorn as in
 production on loopback, then `wrk` (apt-get install wrk) fetches the pixel and then
 a click of --readers different deliveries (a Lua script walks through their signed
-URLs). Prints requests per second, p50 and p99 latency and the non-2xx/3xx answers
-of each. gunicorn is then stopped gracefully and the event rows are counted: every
+URLs). Prints requests per second, p50 and p99 latency, the non-2xx/3xx answers
+of each, and the CPU time gunicorn's processes used per request (a figure the other
+loads of a shared machine move less than the rates). gunicorn is then stopped gracefully and the event rows are counted: every
 answered request must have its row (events are written in batches, the last one at
 exit).
 
@@ -141,6 +142,22 @@ def _figures(output: str) -> str:
     )
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its children, all threads."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue  # gone meanwhile
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        todo.extend(int(child) for child in children)
+    return total
+
+
 def _requests(output: str) -> int:
     found = re.search(r"(\d+) requests in", output)
     return int(found[1]) if found else 0
@@ -155,6 +172,7 @@ class Load:
         self.env: dict[str, str] = {}
         self.runs: list[tuple[str, str, datetime, datetime]] = []  # name, wrk output, from, to
         self.written: dict[EventKind, int] = {}
+        self.cpu: dict[str, float] = {}  # gunicorn's CPU seconds during each wrk run
         self._server: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._paths: dict[str, list[str]] = {}
@@ -190,12 +208,14 @@ class Load:
 
     def run(self) -> None:
         """wrk on the pixel, then on the click, --seconds each."""
+        assert self._server is not None
         for name, paths in self._paths.items():
-            began = utcnow()
+            began, cpu = utcnow(), _cpu_seconds(self._server.pid)
             output = _wrk(
                 self.base, paths, self.args.seconds, self.args.connections, self.folder,
                 self.args.rate,
             )  # fmt: skip
+            self.cpu[name] = _cpu_seconds(self._server.pid) - cpu
             self.runs.append((name, output, began, utcnow()))
 
     def start(self) -> None:
@@ -229,7 +249,11 @@ class Load:
         engine.dispose()
 
     def report(self) -> str:
-        lines = [f"{name:6} {_figures(output)}" for name, output, _, _ in self.runs]
+        lines = [
+            f"{name:6} {_figures(output)}  gunicorn CPU"
+            f" {self.cpu[name] / max(_requests(output), 1) * 1e6:.0f} us/request"
+            for name, output, _, _ in self.runs
+        ]
         answered = sum(_requests(output) for _, output, _, _ in self.runs)
         written = sum(self.written.values())
         lines.append(
