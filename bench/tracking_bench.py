@@ -9,10 +9,9 @@ so every event goes through the full human/machine rules), served by gunicorn as
 production on loopback, then `wrk` (apt-get install wrk) fetches the pixel and then
 a click of --readers different deliveries (a Lua script walks through their signed
 URLs). Prints requests per second, p50 and p99 latency, the non-2xx/3xx answers
-of each, and the CPU time gunicorn's processes used per request (a figure the other
-loads of a shared machine move less than the rates). gunicorn is then stopped gracefully and the event rows are counted: every
-answered request must have its row (events are written in batches, the last one at
-exit).
+of each, and the CPU time gunicorn's processes used per request. gunicorn is then
+stopped gracefully and the event rows are counted: every answered request must have
+its row (events are written in batches, the last one at exit).
 
 With --send N: first N readers get an edition through real Celery workers into an
 SMTP sink (bench.send_bench's machinery) with no web traffic, then again on a fresh
