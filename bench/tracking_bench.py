@@ -8,10 +8,10 @@ An edition delivered to --readers readers (delivery rows marked sent an hour ago
 so every event goes through the full human/machine rules), served by gunicorn as in
 production on loopback, then `wrk` (apt-get install wrk) fetches the pixel and then
 a click of --readers different deliveries (a Lua script walks through their signed
-URLs). Prints requests per second, p50 and p99 latency and the non-2xx/3xx answers
-of each. gunicorn is then stopped gracefully and the event rows are counted: every
-answered request must have its row (events are written in batches, the last one at
-exit).
+URLs). Prints requests per second, p50 and p99 latency, the non-2xx/3xx answers
+of each, and the CPU time gunicorn's processes used per request. gunicorn is then
+stopped gracefully and the event rows are counted: every answered request must have
+its row (events are written in batches, the last one at exit).
 
 With --send N: first N readers get an edition through real Celery workers into an
 SMTP sink (bench.send_bench's machinery) with no web traffic, then again on a fresh
@@ -66,10 +66,29 @@ request = function()
   return wrk.format("GET", paths[i], {["User-Agent"] = "%(agent)s"})
 end
 """
-# With --rate: each connection waits this long before its next request (an open load).
+# With --rate: an open load. Each wrk thread hands out send times `interval` ms apart
+# and a connection that got its answer waits for the next free one (at most 50 ms of
+# backlog is kept), so the rate offered does not drop as the answers slow down: a
+# fixed pause per connection would offer connections / (pause + latency) instead.
 PACE = """
-delay = function() return %(delay)d end
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } hebdo_timespec;
+int clock_gettime(int clock, hebdo_timespec *now);
+]]
+local now = ffi.new("hebdo_timespec")
+local function ms()
+  ffi.C.clock_gettime(1, now)  -- CLOCK_MONOTONIC
+  return tonumber(now.tv_sec) * 1000 + tonumber(now.tv_nsec) / 1e6
+end
+local interval, slot = %(interval)f, 0
+delay = function()
+  local t = ms()
+  slot = math.max(slot + interval, t - 50)
+  return math.max(0, math.floor(slot - t + 0.5))
+end
 """
+THREADS = 2  # wrk's
 AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 
@@ -97,10 +116,11 @@ def _wrk(
     script = folder / "walk.lua"
     lua = LUA % {"urls": urls, "agent": AGENT}
     if rate:
-        lua += PACE % {"delay": connections * 1000 // rate}
+        lua += PACE % {"interval": THREADS * 1000 / rate}
     script.write_text(lua)
+    command = ["wrk", f"-t{THREADS}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     result = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), base],
+        [*command, "-s", str(script), base],
         capture_output=True,
         text=True,
         check=True,
@@ -121,6 +141,22 @@ def _figures(output: str) -> str:
     )
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and its children, all threads."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue  # gone meanwhile
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        todo.extend(int(child) for child in children)
+    return total
+
+
 def _requests(output: str) -> int:
     found = re.search(r"(\d+) requests in", output)
     return int(found[1]) if found else 0
@@ -135,6 +171,7 @@ class Load:
         self.env: dict[str, str] = {}
         self.runs: list[tuple[str, str, datetime, datetime]] = []  # name, wrk output, from, to
         self.written: dict[EventKind, int] = {}
+        self.cpu: dict[str, float] = {}  # gunicorn's CPU seconds during each wrk run
         self._server: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._paths: dict[str, list[str]] = {}
@@ -170,12 +207,14 @@ class Load:
 
     def run(self) -> None:
         """wrk on the pixel, then on the click, --seconds each."""
+        assert self._server is not None
         for name, paths in self._paths.items():
-            began = utcnow()
+            began, cpu = utcnow(), _cpu_seconds(self._server.pid)
             output = _wrk(
                 self.base, paths, self.args.seconds, self.args.connections, self.folder,
                 self.args.rate,
             )  # fmt: skip
+            self.cpu[name] = _cpu_seconds(self._server.pid) - cpu
             self.runs.append((name, output, began, utcnow()))
 
     def start(self) -> None:
@@ -209,7 +248,11 @@ class Load:
         engine.dispose()
 
     def report(self) -> str:
-        lines = [f"{name:6} {_figures(output)}" for name, output, _, _ in self.runs]
+        lines = [
+            f"{name:6} {_figures(output)}  gunicorn CPU"
+            f" {self.cpu[name] / max(_requests(output), 1) * 1e6:.0f} us/request"
+            for name, output, _, _ in self.runs
+        ]
         answered = sum(_requests(output) for _, output, _, _ in self.runs)
         written = sum(self.written.values())
         lines.append(
@@ -229,7 +272,7 @@ def describe(args: argparse.Namespace, database: str) -> str:
     offered = f"paced at {args.rate} req/s" if args.rate else "as fast as answered"
     return (
         f"{args.readers} deliveries, gunicorn {args.workers}x{args.threads},"
-        f" wrk 2 threads {args.connections} connections {offered}, {args.seconds} s each,"
+        f" wrk {THREADS} threads {args.connections} connections {offered}, {args.seconds} s each,"
         f" {database.split(':', 1)[0]}{' + Redis' if args.redis else ''}"
     )
 

@@ -9,6 +9,7 @@ from service.config import Settings
 from service.db import make_engine, session_factory
 from service.tracking.buffer import EventBuffer
 from service.web import register
+from service.web.beacon import Beacon
 from service.web.converters import BoundedIntConverter
 from service.web.extensions import csrf
 
@@ -33,7 +34,14 @@ def create_app(settings: Settings | None = None) -> Flask:
         make_engine(settings.database_url)
     )
     # Pixel, click and feedback events are written in batches, not in the request.
-    app.extensions["hebdo.events"] = EventBuffer(sessions, interval=settings.event_flush_seconds)
+    app.extensions["hebdo.events"] = buffer = EventBuffer(
+        sessions, interval=settings.event_flush_seconds
+    )
+    # The open pixel is answered in front of Flask (the same function and headers as its
+    # view), and inside ProxyFix so that the client address is the one Flask would see.
+    app.wsgi_app = Beacon(  # type: ignore[method-assign]
+        app.wsgi_app, secret=settings.secret_key, buffer=buffer, base_url=settings.base_url
+    )
     csrf.init_app(app)
     if settings.proxies:
         # Behind nginx or a load balancer the client address (per-IP limits, consent

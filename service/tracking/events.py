@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from service.audience import subscriptions
@@ -275,13 +275,17 @@ def _bursts(
     return stored_ids
 
 
+# Built once: building the statement cost about a fifth of a click's CPU in-process.
+_CLICK_TARGET = (
+    select(Edition.id, Edition.tracked_links)
+    .join(Delivery, Delivery.edition_id == Edition.id)
+    .where(Delivery.id == bindparam("delivery_id"))
+)
+
+
 def click_target(session: Session, delivery_id: int, link_index: int) -> str:
     """The target of a delivery's tracked link (one read); UnknownDelivery if none."""
-    row = session.execute(
-        select(Edition.id, Edition.tracked_links)
-        .join(Delivery, Delivery.edition_id == Edition.id)
-        .where(Delivery.id == delivery_id)
-    ).first()
+    row = session.execute(_CLICK_TARGET, {"delivery_id": delivery_id}).first()
     if row is None:
         raise UnknownDelivery(delivery_id)
     edition_id, links = row

@@ -13,6 +13,7 @@ from service.web import (
     composer,
     dashboard,
     deps,
+    hardening,
     i18n,
     newsletter_settings,
     outbox,
@@ -56,9 +57,14 @@ def register(app: Flask) -> None:
     i18n.init_app(app)
     app.jinja_env.globals.update(may=deps.may, Permission=Permission)
     app.before_request(_refuse_nul)
-    app.after_request(_security_headers)
-    if app.extensions["hebdo.settings"].base_url.startswith("https://"):
-        app.after_request(_strict_transport_security)
+    hardening_headers = hardening.headers(app.extensions["hebdo.settings"].base_url)
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        for name, value in hardening_headers:
+            response.headers.setdefault(name, value)
+        return response
+
     app.teardown_appcontext(deps.close_db)
 
 
@@ -71,17 +77,3 @@ def _refuse_nul() -> None:
         values.extend(items)
     if any("\x00" in value for value in values):
         abort(400, _("A NUL character is not allowed in a web address or a form field."))
-
-
-def _security_headers(response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
-    return response
-
-
-def _strict_transport_security(response: Response) -> Response:
-    # Only when the site is served over https (BASE_URL): browsers then never try
-    # plain http again, so a network attacker cannot strip TLS or read the cookie.
-    response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    return response
