@@ -1,12 +1,13 @@
 """Load on the public tracking endpoints: the open pixel and the click redirect.
 
-    python -m bench.tracking_bench                       # SQLite, 2 gunicorn workers, 10 s each
+    python -m bench.tracking_bench                       # SQLite, 3 gunicorn workers, 10 s each
     python -m bench.tracking_bench --send 20000          # the same while a 20,000-reader send runs
     python -m bench.tracking_bench --send 20000 --postgres auto --redis auto
 
 An edition delivered to --readers readers (delivery rows marked sent an hour ago,
-so every event goes through the full human/machine rules), served by gunicorn as in
-production on loopback, then `wrk` (apt-get install wrk) fetches the pixel and then
+so every event goes through the full human/machine rules), served by gunicorn as
+docker compose runs it (3 sync workers; --workers and --threads change that) on
+loopback, then `wrk` (apt-get install wrk) fetches the pixel and then
 a click of --readers different deliveries (a Lua script walks through their signed
 URLs). Prints requests per second, p50 and p99 latency, the non-2xx/3xx answers
 of each, and the CPU time gunicorn's processes used per request. gunicorn is then
@@ -342,8 +343,9 @@ def with_send(args: argparse.Namespace, folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--readers", type=int, default=2000)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    # docker-compose.yml and the Dockerfile run `gunicorn --workers 3` (sync workers).
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument(
