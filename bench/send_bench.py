@@ -289,6 +289,18 @@ class SendRun:
     sent_times: list[datetime] = field(default_factory=list)  # with keep_times: each row's sent_at
 
 
+def instance_env(instance: Path, database_url: str, broker: str | None) -> dict[str, str]:
+    """A fresh instance folder and the settings every bench run starts from."""
+    instance.mkdir()
+    return {
+        "HEBDO_INSTANCE": str(instance),
+        "SECRET_KEY": "bench-" + uuid.uuid4().hex,
+        "BASE_URL": "https://lettre.exemple.org",
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker or f"sqla+sqlite:///{instance / 'broker.sqlite'}",
+    }
+
+
 def send_run(
     args: argparse.Namespace,
     workdir: Path,
@@ -307,16 +319,13 @@ def send_run(
         database_url, postmaster = stack.enter_context(database(args.postgres or "sqlite", workdir))
         broker, redis_pid = stack.enter_context(redis_url(args.redis))
         instance = workdir / "instance"
-        instance.mkdir()
-        env = {
-            "HEBDO_INSTANCE": str(instance),
-            "SECRET_KEY": "bench-" + uuid.uuid4().hex,
-            "BASE_URL": "https://lettre.exemple.org",
-            "DATABASE_URL": database_url,
-            "CELERY_BROKER_URL": broker or f"sqla+sqlite:///{instance / 'broker.sqlite'}",
-            "HEBDO_BATCH_SIZE": str(args.batch_size),
-            "HEBDO_MAX_CONNECTIONS": str(args.workers * args.concurrency),
-        }
+        env = instance_env(instance, database_url, broker)
+        env.update(
+            {
+                "HEBDO_BATCH_SIZE": str(args.batch_size),
+                "HEBDO_MAX_CONNECTIONS": str(args.workers * args.concurrency),
+            }
+        )
         if broker:
             env["REDIS_URL"] = broker
         env.update(extra_env or {})
@@ -446,14 +455,7 @@ def scheduled_start(workdir: Path, readers: int = 1000, ahead: float = 25.0) -> 
     starts. The clock is the database's sent_at against the scheduled time.
     """
     instance = workdir / "instance"
-    instance.mkdir()
-    env = {
-        "HEBDO_INSTANCE": str(instance),
-        "SECRET_KEY": "bench-" + uuid.uuid4().hex,
-        "BASE_URL": "https://lettre.exemple.org",
-        "DATABASE_URL": f"sqlite:///{instance / 'hebdo.sqlite'}",
-        "CELERY_BROKER_URL": f"sqla+sqlite:///{instance / 'broker.sqlite'}",
-    }
+    env = instance_env(instance, f"sqlite:///{instance / 'hebdo.sqlite'}", None)
     upgrade(env["DATABASE_URL"])
     factory = session_factory(make_engine(env["DATABASE_URL"]))
     with factory() as session, session.begin():
