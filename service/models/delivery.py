@@ -24,7 +24,10 @@ class Delivery(Base):
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("edition_id", "subscriber_id"),
-        Index("ix_delivery_edition_status", "edition_id", "status"),
+        # With the id last, a claim reads the oldest due rows in index order and stops
+        # at its batch: without it, PostgreSQL sorted every queued row of the edition
+        # at each claim (SQLite's indexes end with the rowid anyway).
+        Index("ix_delivery_edition_status", "edition_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
