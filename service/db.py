@@ -143,11 +143,19 @@ class DriverStatement:
 
     def run(self, driver: Any, **values: Any) -> int:
         """Execute on `driver` (a DBAPI connection); the number of rows it matched."""
+        return int(self._execute(driver, values).rowcount or 0)
+
+    def first(self, driver: Any, **values: Any) -> tuple[Any, ...] | None:
+        """Execute on `driver`; the first row of the result as the driver gives it, or None."""
+        row = self._execute(driver, values).fetchone()
+        return None if row is None else tuple(row)
+
+    def _execute(self, driver: Any, values: dict[str, Any]) -> Any:
         params = dict(self.fixed)
         for name, value in values.items():
             process = self.processors.get(name)
             params[name] = process(value) if process is not None else value
         args = params if self.order is None else tuple(params[n] for n in self.order)
         if self.server_prepared:
-            return int(driver.execute(self.sql, args, prepare=True).rowcount or 0)
-        return int(driver.execute(self.sql, args).rowcount or 0)
+            return driver.execute(self.sql, args, prepare=True)
+        return driver.execute(self.sql, args)

@@ -406,9 +406,17 @@ def _token_hole(token: str) -> bytes:
 
 
 def personalise(
-    prepared: PreparedEdition, delivery_id: int, email: str, name: str, now: datetime
+    prepared: PreparedEdition,
+    delivery_id: int,
+    email: str,
+    name: str,
+    now: datetime,
+    *,
+    mail_from: str | None = None,
 ) -> Envelope:
     """Build one recipient's message from the prepared edition.
+
+    `mail_from` is the delivery's `verp_sender` when the caller already has it.
 
     Raises service.text.UnusableText for a name holding a NUL and
     service.addresses.InvalidAddress for an address that cannot be written:
@@ -457,7 +465,7 @@ def personalise(
             own_headers + list_unsubscribe, body_hash.digest(), now.timestamp()
         )
     data = b"".join((signature, headers, first, text_part, middle, html_part, last))
-    return Envelope(verp_sender(prepared, delivery_id), rcpt, data, mid)
+    return Envelope(mail_from or verp_sender(prepared, delivery_id), rcpt, data, mid)
 
 
 def _frames(boundary: str) -> tuple[bytes, bytes, bytes]:

@@ -245,7 +245,9 @@ class _Gate:
     """May this worker start one more SMTP transaction for a row? One read by primary keys.
 
     Its connection also records each message the relay accepted: outbox.MARK_SENT,
-    one autocommitted UPDATE, so each mark is its own committed transaction.
+    one autocommitted UPDATE, so each mark is its own committed transaction. When the
+    next row's read follows at once, the mark and the read go as one statement
+    (outbox.MARK_SENT_THEN_GATE_READ): one round trip per message on PostgreSQL.
 
     Asked right before each transaction, so a pause or cancel committed before it
     stops the send there; only a message already handed to the relay can still go.
@@ -255,10 +257,6 @@ class _Gate:
     """
 
     GO, SKIP, STOP = "go", "skip", "stop"
-    _SQL = (
-        "SELECT e.status, d.status, d.claimed_by FROM edition e"
-        " LEFT JOIN delivery d ON d.id = ? WHERE e.id = ?"
-    )
 
     def __init__(self, engine: Engine, edition_id: int, worker: str) -> None:
         self._edition_id = edition_id
@@ -267,41 +265,56 @@ class _Gate:
         self._driver: Any = self._raw.driver_connection
         assert self._driver is not None  # a live connection from the pool
         self._postgres = engine.dialect.name == "postgresql"
-        self._sql = self._SQL
         if self._postgres:
             self._driver.autocommit = True
-            self._sql = self._SQL.replace("?", "%s")
         # SQLite's driver connections run in autocommit too (service.db issues BEGIN).
-        self._mark_sent = _mark_sent_statement(engine.dialect)
+        self._read, self._mark_sent, self._mark_then_read = _statements(engine.dialect)
+        self._read_ahead: tuple[int, str] | None = None  # (row, verdict) read with a mark
 
     def check(self, delivery_id: int) -> str:
         """GO: send it; SKIP: this row is no longer ours; STOP: the edition stopped sending."""
-        params = (delivery_id, self._edition_id)
-        # A server-side prepared statement on PostgreSQL: one round trip, no parsing.
-        cursor = (
-            self._driver.execute(self._sql, params, prepare=True)
-            if self._postgres
-            else self._driver.execute(self._sql, params)
-        )
-        found = cursor.fetchone()
+        if self._read_ahead is not None:
+            read_for, verdict = self._read_ahead
+            self._read_ahead = None
+            if read_for == delivery_id:
+                return verdict
+        found = self._read.first(self._driver, gated_id=delivery_id, edition_id=self._edition_id)
+        return self._verdict(found)
+
+    def _verdict(self, found: tuple[Any, ...] | None) -> str:
         if found is None or found[0] != _SENDING:
             return self.STOP
         if found[1] != _SENDING or found[2] != self._worker:
             return self.SKIP  # cancelled for this reader, or taken over after a lease expired
         return self.GO
 
-    def mark_sent(self, delivery_id: int, message_id: str) -> bool:
-        """outbox.mark_sent, committed at once; False if the row is no longer this worker's."""
-        return (
-            self._mark_sent.run(
-                self._driver,
-                delivery_id=delivery_id,
-                worker=self._worker,
-                sent_at=_now(),
-                message_id=message_id,
+    def mark_sent(
+        self, delivery_id: int, message_id: str, *, then_check: int | None = None
+    ) -> bool:
+        """outbox.mark_sent, committed at once; False if the row is no longer this worker's.
+
+        With `then_check`, that row's check is read right after the mark (in the same
+        statement on PostgreSQL) and `check` answers with it: for a caller whose next
+        step is that check, with nothing to wait for in between.
+        """
+        values = {
+            "delivery_id": delivery_id,
+            "worker": self._worker,
+            "sent_at": _now(),
+            "message_id": message_id,
+        }
+        if then_check is None:
+            return self._mark_sent.run(self._driver, **values) > 0
+        if self._mark_then_read is None:  # SQLite: the mark, then the read
+            marked = self._mark_sent.run(self._driver, **values) > 0
+            found = self._read.first(self._driver, gated_id=then_check, edition_id=self._edition_id)
+        else:
+            found = self._mark_then_read.first(
+                self._driver, **values, gated_id=then_check, edition_id=self._edition_id
             )
-            > 0
-        )
+            marked = found is not None and found[3] > 0
+        self._read_ahead = (then_check, self._verdict(found))
+        return marked
 
     def close(self) -> None:
         """Give the connection back to the pool as the pool lent it."""
@@ -313,12 +326,20 @@ class _Gate:
 
 
 _SENDING = EditionStatus.SENDING.value
-_compiled: dict[str, DriverStatement] = {}
+_Statements = tuple[DriverStatement, DriverStatement, DriverStatement | None]
+_compiled: dict[str, _Statements] = {}
 
 
-def _mark_sent_statement(dialect: Dialect) -> DriverStatement:
+def _statements(dialect: Dialect) -> _Statements:
+    """The gate's read, the mark, and both in one (where the database can), compiled once."""
     if dialect.name not in _compiled:
-        _compiled[dialect.name] = DriverStatement.compile(outbox.MARK_SENT, dialect)
+        _compiled[dialect.name] = (
+            DriverStatement.compile(outbox.GATE_READ, dialect),
+            DriverStatement.compile(outbox.MARK_SENT, dialect),
+            DriverStatement.compile(outbox.MARK_SENT_THEN_GATE_READ, dialect)
+            if dialect.name == "postgresql"
+            else None,
+        )
     return _compiled[dialect.name]
 
 
@@ -343,7 +364,12 @@ class _Ahead:
         self._prepared = prepared
         self._claimed = claimed
         self._built: dict[int, Envelope | Exception] = {}
+        self._senders: dict[int, str] = {}  # envelope senders of announced rows, not rebuilt
         self.announced: set[int] = set()  # rows whose envelope went with the previous content
+
+    def row_id(self, index: int) -> int | None:
+        """The delivery id of claimed[index], if there is such a row."""
+        return self._claimed[index].id if index < len(self._claimed) else None
 
     def announce(self, index: int) -> tuple[str, str] | None:
         """The envelope of claimed[index] to write ahead, if there is such a row."""
@@ -351,7 +377,8 @@ class _Ahead:
             return None
         row = self._claimed[index]
         self.announced.add(index)
-        return verp_sender(self._prepared, row.id), row.email
+        sender = self._senders[index] = verp_sender(self._prepared, row.id)
+        return sender, row.email
 
     def build(self, index: int) -> None:
         """Build the message of claimed[index] now, if there is one not yet built."""
@@ -359,7 +386,14 @@ class _Ahead:
             return
         row = self._claimed[index]
         try:
-            self._built[index] = personalise(self._prepared, row.id, row.email, row.name, _now())
+            self._built[index] = personalise(
+                self._prepared,
+                row.id,
+                row.email,
+                row.name,
+                _now(),
+                mail_from=self._senders.pop(index, None),
+            )
         except Exception as exc:  # one reader's data must never stop the others' send
             self._built[index] = exc
 
@@ -507,7 +541,10 @@ def _send_one(
         smtp.close()  # the session may be mid-command: start the next message afresh
         _fail(factory, row, worker, f"the relay could not take it: {_describe(exc)}", report)
         return True
-    gate.mark_sent(row.id, envelope.message_id)
+    # Without a rate limit nothing is waited for before the next row's check (a slot's
+    # renewal is a local clock read but once a minute): it is read with this mark.
+    following = ahead.row_id(index + 1) if limiter is None else None
+    gate.mark_sent(row.id, envelope.message_id, then_check=following)
     report.sent += 1
     report.full_in_a_row = 0
     return True

@@ -285,6 +285,25 @@ MARK_SENT = (
 )
 
 
+_editions = typing.cast(Table, Edition.__table__)
+_gated = _deliveries.alias("gated")
+# What the send loop asks right before each message (loop._Gate): the edition's status,
+# and the row's status and holder (NULL columns when the row is gone).
+GATE_READ = (
+    select(_editions.c.status, _gated.c.status, _gated.c.claimed_by)
+    .select_from(_editions.outerjoin(_gated, _gated.c.id == bindparam("gated_id")))
+    .where(_editions.c.id == bindparam("edition_id"))
+)
+# MARK_SENT of one row and GATE_READ of the next in one statement: one round trip per
+# message on PostgreSQL, where a data-modifying CTE runs whether or not the query reads
+# it, commits with it, and the read sees the other row as it was. Its fourth column is
+# how many rows the mark matched. (SQLite has no UPDATE in a WITH: it runs the two.)
+_marked = MARK_SENT.returning(_deliveries.c.id).cte("marked")
+MARK_SENT_THEN_GATE_READ = GATE_READ.add_columns(
+    select(func.count()).select_from(_marked).scalar_subquery()
+)
+
+
 def mark_failed(session: Session, delivery_id: int, worker: str, error: str) -> bool:
     """Record a permanent failure: this row will not be tried again."""
     result = session.execute(

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.audience import subscriptions
 from service.config import Settings
 from service.mail.transport import NextEnvelope, RelayUnavailable, SmtpTransport
 from service.models import (
@@ -29,6 +30,7 @@ from service.models import (
     EventKind,
     Subscriber,
     SubscriberStatus,
+    Subscription,
     Suppression,
     SuppressionReason,
     utcnow,
@@ -442,6 +444,43 @@ def test_pause_and_cancel_stop_the_loop_at_the_next_message(
 
     assert report.sent == readers - sent
     assert _received(smtp_server) == {f"r{n}@example.org": 1 for n in range(readers)}
+    assert _edition(sessions, edition_id).status == EditionStatus.SENT
+
+
+def test_a_reader_who_leaves_while_the_message_before_theirs_goes_out_gets_nothing(
+    backend: str,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    smtp_server: RecordingSmtpServer,
+) -> None:
+    """The next row's status is read with the previous row's mark: the leave is seen there.
+
+    Message 5 (r4) is being handed over when r5 unsubscribes; r5's envelope may already
+    be written ahead with r4's content, and is dropped unfinished.
+    """
+    edition_id = _start(sessions, settings)
+
+    def unsubscribe_r5() -> None:
+        with sessions() as session, session.begin():
+            subscription = session.scalars(
+                select(Subscription)
+                .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                .where(Subscriber.email == "r5@example.org")
+            ).one()
+            assert subscriptions.unsubscribe(session, subscription, reason="test")
+
+    transport = _ClickWhileSending(settings, 5, unsubscribe_r5)
+    try:
+        report = loop.send_pending(sessions, settings, edition_id, transport=transport)
+    finally:
+        transport.close()
+
+    assert (report.sent, report.skipped, report.failed) == (READERS - 1, 1, 0)
+    assert _received(smtp_server) == dict.fromkeys(_everyone() - {"r5@example.org"}, 1)
+    rows = _rows(sessions, edition_id)
+    assert rows["r5@example.org"].status == DeliveryStatus.CANCELLED
+    assert rows["r5@example.org"].sent_at is None
+    assert {r.status for e, r in rows.items() if e != "r5@example.org"} == {DeliveryStatus.SENT}
     assert _edition(sessions, edition_id).status == EditionStatus.SENT
 
 
