@@ -441,14 +441,23 @@ def personalise(
     mid = message_id(prepared, delivery_id)
     unsubscribe = f"{prepared.base_url}{_UNSUBSCRIBE_PATH}{unsubscribe_token}"
     mailto = f"mailto:unsubscribe+{unsubscribe_token}@{prepared.bounce_domain}"
-    own_headers = (
+    to, date, message_id_field = (
         # A non-ASCII local part goes out with SMTPUTF8, whose headers may be UTF-8.
-        fold("To", mailbox(name, rcpt), utf8=not rcpt.isascii())
-        + fold("Date", format_datetime(now))
-        + fold("Message-ID", mid)
+        fold("To", mailbox(name, rcpt), utf8=not rcpt.isascii()),
+        fold("Date", format_datetime(now)),
+        fold("Message-ID", mid),
     )
     list_unsubscribe = f"List-Unsubscribe: <{unsubscribe}>,\r\n <{mailto}>\r\n".encode("ascii")
-    headers = own_headers + prepared.shared_headers + list_unsubscribe + prepared.tail_headers
+    headers = b"".join(
+        (
+            to,
+            date,
+            message_id_field,
+            prepared.shared_headers,
+            list_unsubscribe,
+            prepared.tail_headers,
+        )
+    )
     first, middle, last = prepared.frames
     signature = b""
     signing = prepared.dkim
@@ -462,7 +471,7 @@ def personalise(
         body_hash.update(signing.html.fill(canonical_values))
         body_hash.update(last)
         signature = signing.signer.signature(
-            own_headers + list_unsubscribe, body_hash.digest(), now.timestamp()
+            (to, date, message_id_field, list_unsubscribe), body_hash.digest(), now.timestamp()
         )
     data = b"".join((signature, headers, first, text_part, middle, html_part, last))
     return Envelope(mail_from or verp_sender(prepared, delivery_id), rcpt, data, mid)
