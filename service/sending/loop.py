@@ -542,7 +542,8 @@ def _send_one(
         _fail(factory, row, worker, f"the relay could not take it: {_describe(exc)}", report)
         return True
     # Without a rate limit nothing is waited for before the next row's check (a slot's
-    # renewal is a local clock read but once a minute): it is read with this mark.
+    # renewal reads the clock, and asks the store only once a third of its lease has
+    # passed): it is read with this mark.
     following = ahead.row_id(index + 1) if limiter is None else None
     gate.mark_sent(row.id, envelope.message_id, then_check=following)
     report.sent += 1
