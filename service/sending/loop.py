@@ -293,9 +293,10 @@ class _Gate:
     ) -> bool:
         """outbox.mark_sent, committed at once; False if the row is no longer this worker's.
 
-        With `then_check`, that row's check is read right after the mark (in the same
-        statement on PostgreSQL) and `check` answers with it: for a caller whose next
-        step is that check, with nothing to wait for in between.
+        With `then_check` on PostgreSQL, that row's check is read in the same statement
+        and `check` answers with it: for a caller whose next step is that check, with
+        nothing to wait for in between. (SQLite has no round trip to save: `check`
+        reads then, as without it.)
         """
         values = {
             "delivery_id": delivery_id,
@@ -303,18 +304,13 @@ class _Gate:
             "sent_at": _now(),
             "message_id": message_id,
         }
-        if then_check is None:
+        if then_check is None or self._mark_then_read is None:
             return self._mark_sent.run(self._driver, **values) > 0
-        if self._mark_then_read is None:  # SQLite: the mark, then the read
-            marked = self._mark_sent.run(self._driver, **values) > 0
-            found = self._read.first(self._driver, gated_id=then_check, edition_id=self._edition_id)
-        else:
-            found = self._mark_then_read.first(
-                self._driver, **values, gated_id=then_check, edition_id=self._edition_id
-            )
-            marked = found is not None and found[3] > 0
+        found = self._mark_then_read.first(
+            self._driver, **values, gated_id=then_check, edition_id=self._edition_id
+        )
         self._read_ahead = (then_check, self._verdict(found))
-        return marked
+        return found is not None and found[3] > 0
 
     def close(self) -> None:
         """Give the connection back to the pool as the pool lent it."""
