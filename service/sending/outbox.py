@@ -297,7 +297,8 @@ GATE_READ = (
 # MARK_SENT of one row and GATE_READ of the next in one statement: one round trip per
 # message on PostgreSQL, where a data-modifying CTE runs whether or not the query reads
 # it, commits with it, and the read sees the other row as it was. Its fourth column is
-# how many rows the mark matched. (SQLite has no UPDATE in a WITH: it runs the two.)
+# how many rows the mark matched. (PostgreSQL only: SQLite has no UPDATE in a WITH,
+# nor a round trip to save.)
 _marked = MARK_SENT.returning(_deliveries.c.id).cte("marked")
 MARK_SENT_THEN_GATE_READ = GATE_READ.add_columns(
     select(func.count()).select_from(_marked).scalar_subquery()
