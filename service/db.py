@@ -6,10 +6,12 @@ web app, the worker processes and the CLI can share one file safely.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Connection, Dialect, Engine, Result
@@ -31,10 +33,14 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# How long a SQLite connection waits for another's write lock before it gives up.
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and foreign keys."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so
         # a claim (UPDATE … RETURNING) takes the write lock at once.
@@ -71,8 +77,43 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
     cursor.close()
+
+
+_T = TypeVar("_T")
+_SQLITE_BUSY = 5  # the primary result code; extended ones (BUSY_SNAPSHOT...) share its low byte
+_FIRST_PAUSE, _LONGEST_PAUSE = 50e-6, 2e-3
+
+
+def retry_while_locked(
+    attempt: Callable[[], _T], timeout: float = SQLITE_BUSY_TIMEOUT_SECONDS
+) -> _T:
+    """`attempt()`, tried again after short pauses while SQLite says the database is locked.
+
+    For one autocommitted statement on a SQLite connection whose own busy timeout is
+    off (PRAGMA busy_timeout=0), where a refusal leaves nothing done and the statement
+    can simply run again. SQLite's own busy handler sleeps 1, 2, 5, 10 ms and more
+    between tries: the send loop's marks hold the write lock some 100 µs, so two
+    workers marking side by side lost about a millisecond each time they met (one
+    mark in eight). These pauses start at 50 µs and double up to 2 ms; after
+    `timeout` seconds of refusals the last one is raised.
+    """
+    deadline: float | None = None
+    pause = _FIRST_PAUSE
+    while True:
+        try:
+            return attempt()
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != _SQLITE_BUSY:
+                raise
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + timeout
+            elif now >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, _LONGEST_PAUSE)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -23,7 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.audience.subscriptions import record_hard_bounce
 from service.config import Settings
-from service.db import DriverStatement, is_disk_full
+from service.db import (
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    DriverStatement,
+    is_disk_full,
+    retry_while_locked,
+)
 from service.mail import dkim
 from service.mail.mime import Envelope, PreparedEdition, personalise, prepare, verp_sender
 from service.mail.transport import (
@@ -252,8 +257,10 @@ class _Gate:
     Asked right before each transaction, so a pause or cancel committed before it
     stops the send there; only a message already handed to the relay can still go.
     It runs on its own DBAPI connection in autocommit, outside any transaction: it
-    never takes SQLite's write lock nor leaves a PostgreSQL transaction open, and it
-    skips SQLAlchemy's statement machinery, which would cost more than the read.
+    never holds SQLite's write lock beyond a mark nor leaves a PostgreSQL transaction
+    open, and it skips SQLAlchemy's statement machinery, which would cost more than
+    the read. On SQLite a mark that meets another worker's tries again within
+    microseconds (db.retry_while_locked) instead of SQLite's millisecond sleeps.
     """
 
     GO, SKIP, STOP = "go", "skip", "stop"
@@ -267,7 +274,11 @@ class _Gate:
         self._postgres = engine.dialect.name == "postgresql"
         if self._postgres:
             self._driver.autocommit = True
-        # SQLite's driver connections run in autocommit too (service.db issues BEGIN).
+            self._patiently: Callable[[Callable[[], Any]], Any] = _at_once
+        else:
+            # SQLite's driver connections run in autocommit too (service.db issues BEGIN).
+            self._driver.execute("PRAGMA busy_timeout=0")
+            self._patiently = retry_while_locked
         self._read, self._mark_sent, self._mark_then_read = _statements(engine.dialect)
         self._read_ahead: tuple[int, str] | None = None  # (row, verdict) read with a mark
 
@@ -278,7 +289,11 @@ class _Gate:
             self._read_ahead = None
             if read_for == delivery_id:
                 return verdict
-        found = self._read.first(self._driver, gated_id=delivery_id, edition_id=self._edition_id)
+        found = self._patiently(
+            lambda: self._read.first(
+                self._driver, gated_id=delivery_id, edition_id=self._edition_id
+            )
+        )
         return self._verdict(found)
 
     def _verdict(self, found: tuple[Any, ...] | None) -> str:
@@ -305,7 +320,7 @@ class _Gate:
             "message_id": message_id,
         }
         if then_check is None or self._mark_then_read is None:
-            return self._mark_sent.run(self._driver, **values) > 0
+            return bool(self._patiently(lambda: self._mark_sent.run(self._driver, **values)) > 0)
         found = self._mark_then_read.first(
             self._driver, **values, gated_id=then_check, edition_id=self._edition_id
         )
@@ -317,8 +332,18 @@ class _Gate:
         try:
             if self._postgres and not self._driver.closed:
                 self._driver.autocommit = False
+            elif not self._postgres:
+                self._driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        except Exception:
+            # Not as lent (a session on it would not wait for locks): never lend it again.
+            log.warning("the send loop's connection is discarded", exc_info=True)
+            self._raw.invalidate()
         finally:
             self._raw.close()
+
+
+def _at_once(attempt: Callable[[], Any]) -> Any:
+    return attempt()
 
 
 _SENDING = EditionStatus.SENDING.value
