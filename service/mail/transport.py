@@ -59,6 +59,8 @@ class Transport(Protocol):
 
     def finish(self) -> None: ...
 
+    def abandon_announced(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -428,6 +430,17 @@ class SmtpTransport:
             client.quit()
         except (smtplib.SMTPException, OSError):
             client.close()
+
+    def abandon_announced(self) -> None:
+        """The message announced by `start`'s `then` will not follow: end its transaction.
+
+        Only the transport knows whether that envelope was written (it declines one it
+        cannot announce, `_announceable`): when it was, the connection is dropped, since
+        only an unfinished transaction delivers nothing; when it was not, the connection
+        stays, with nothing open on it.
+        """
+        if self._announced is not None:
+            self._drop()
 
     def _drop(self) -> None:
         """Close the socket with no goodbye: a transaction left open delivers nothing."""

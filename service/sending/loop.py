@@ -378,7 +378,8 @@ class _Ahead:
     Its envelope may go earlier, written with the previous message's content
     (`announce`): the relay answers the previous message and the next envelope in one
     turn. The gate is still asked right before the content: a message it stops never
-    gets content, its open transaction is dropped with the connection.
+    gets content, and the transport drops its open transaction if it wrote one
+    (`Transport.abandon_announced`).
     """
 
     def __init__(self, prepared: PreparedEdition, claimed: list[outbox.Claimed]) -> None:
@@ -386,7 +387,6 @@ class _Ahead:
         self._claimed = claimed
         self._built: dict[int, Envelope | Exception] = {}
         self._senders: dict[int, str] = {}  # envelope senders of announced rows, not rebuilt
-        self.announced: set[int] = set()  # rows whose envelope went with the previous content
 
     def row_id(self, index: int) -> int | None:
         """The delivery id of claimed[index], if there is such a row."""
@@ -397,7 +397,6 @@ class _Ahead:
         if index >= len(self._claimed):
             return None
         row = self._claimed[index]
-        self.announced.add(index)
         sender = self._senders[index] = verp_sender(self._prepared, row.id)
         return sender, row.email
 
@@ -471,10 +470,8 @@ def _send_one(
 ) -> bool:
     """Build, send and record one row; False when the run must stop (this row untried)."""
     envelope = ahead.take(index)
-    announced = index in ahead.announced  # its envelope may be open at the relay
-    if announced and isinstance(envelope, Exception):
-        smtp.close()  # it will not get its content: the transaction is dropped unfinished
     if isinstance(envelope, Exception):
+        smtp.abandon_announced()  # if its envelope went ahead, it gets no content
         exc = envelope
         log.warning("delivery %s: the message could not be built", row.id, exc_info=exc)
         _fail(factory, row, worker, f"the message could not be built: {_describe(exc)}", report)
@@ -484,14 +481,12 @@ def _send_one(
     if (connections is not None and not connections.renew()) or (
         limiter is not None and (ticket := limiter.acquire(RATE_PATIENCE_SECONDS)) is None
     ):
-        if announced:
-            smtp.close()  # its envelope waits at the relay: drop the transaction unfinished
+        smtp.abandon_announced()
         report.throttled = True
         return False
     verdict = gate.check(row.id)
-    if verdict != _Gate.GO and announced:
-        smtp.close()  # its envelope waits at the relay: drop the transaction unfinished
     if verdict != _Gate.GO:
+        smtp.abandon_announced()
         if limiter is not None and ticket is not None:
             limiter.done(ticket)
         if verdict == _Gate.STOP:

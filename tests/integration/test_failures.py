@@ -384,6 +384,9 @@ class _ClickWhileSending:
     def finish(self) -> None:
         self.smtp.finish()
 
+    def abandon_announced(self) -> None:
+        self.smtp.abandon_announced()
+
     def close(self) -> None:
         self.smtp.close()
 
@@ -482,6 +485,57 @@ def test_a_reader_who_leaves_while_the_message_before_theirs_goes_out_gets_nothi
     assert rows["r5@example.org"].sent_at is None
     assert {r.status for e, r in rows.items() if e != "r5@example.org"} == {DeliveryStatus.SENT}
     assert _edition(sessions, edition_id).status == EditionStatus.SENT
+
+
+def test_a_reader_whose_envelope_could_not_go_ahead_leaves_and_the_connection_stays(
+    backend: str,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    smtp_server: RecordingSmtpServer,
+) -> None:
+    """An envelope with a non-ASCII address is not written ahead: nothing is open for it.
+
+    Zoë leaves while the message before hers is handed over. Her envelope never went
+    with that content (the transport announces plain ASCII addresses only), so there
+    is no transaction to drop: the send goes on over the same connection.
+    """
+    zoe = "zoë@example.org"
+    with sessions() as session, session.begin():
+        letter = factories.newsletter(session)
+        factories.readers(session, letter, 3, prefix="a")
+        subscriptions.subscribe(
+            session,
+            letter,
+            subscriptions.find_or_create_subscriber(session, zoe, "Zoë"),
+            confirmed=True,
+            source="test",
+        )
+        factories.readers(session, letter, 3, prefix="b")
+        edition = factories.edition(session, letter)
+        factories.begin_sending(session, settings, edition)
+        edition_id = edition.id
+
+    def unsubscribe_zoe() -> None:
+        with sessions() as session, session.begin():
+            subscription = session.scalars(
+                select(Subscription)
+                .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                .where(Subscriber.email == zoe)
+            ).one()
+            assert subscriptions.unsubscribe(session, subscription, reason="test")
+
+    transport = _ClickWhileSending(settings, 3, unsubscribe_zoe)  # while a2's goes out
+    try:
+        report = loop.send_pending(sessions, settings, edition_id, transport=transport)
+    finally:
+        transport.close()
+
+    everyone_else = {f"{p}{n}@example.org" for p in "ab" for n in range(3)}
+    assert (report.sent, report.skipped, report.failed) == (6, 1, 0)
+    assert _received(smtp_server) == dict.fromkeys(everyone_else, 1)
+    assert _rows(sessions, edition_id)[zoe].status == DeliveryStatus.CANCELLED
+    # One connection for all six messages: Zoë's leave did not cost a reconnect.
+    assert len({m.peer for m in smtp_server.messages}) == 1
 
 
 def test_a_relay_refusing_our_sender_pauses_the_send_instead_of_failing_everyone(

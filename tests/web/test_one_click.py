@@ -210,6 +210,9 @@ class _UnsubscribeAfterFirstMessage:
         if self.status is None:
             self.status = self.client.post(self.path, data=ONE_CLICK, content_type=FORM).status_code
 
+    def abandon_announced(self) -> None:
+        self.inner.abandon_announced()
+
     def close(self) -> None:
         self.inner.close()
 
