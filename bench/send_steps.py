@@ -70,13 +70,8 @@ def _worker(instance: Path, edition_id: int, url: str, name: str, results: Any) 
     results.put(dict(totals))
 
 
-def _process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _idle_seconds() -> float:
-    return int(Path("/proc/stat").read_text().split()[4]) / os.sysconf("SC_CLK_TCK")
+    return int(Path("/proc/stat").read_text().split()[4]) / send_bench.CLOCK_TICKS
 
 
 def run(readers: int, dkim: bool, workdir: Path) -> tuple[dict[str, float], list[_Totals]]:
@@ -96,7 +91,7 @@ def run(readers: int, dkim: bool, workdir: Path) -> tuple[dict[str, float], list
     with send_bench.sink("postfix", instance) as (url, sink_pid):
         results: Any = multiprocessing.Queue()
         sink_before, idle_before, started = (
-            _process_cpu(sink_pid),
+            send_bench.cpu_seconds(sink_pid),
             _idle_seconds(),
             time.monotonic(),
         )
@@ -112,7 +107,7 @@ def run(readers: int, dkim: bool, workdir: Path) -> tuple[dict[str, float], list
         for worker in workers:
             worker.join()
         seconds = time.monotonic() - started
-        sink = _process_cpu(sink_pid) - sink_before
+        sink = send_bench.cpu_seconds(sink_pid) - sink_before
         idle = _idle_seconds() - idle_before
     sent = sum(t["sent"] for t in totals)
     machine = {
